@@ -1,0 +1,81 @@
+//! Configuration of the core. Every default says why it is what it is.
+
+use std::time::Duration;
+
+use torchat_wire::{OnionId, Status};
+
+/// What the core needs to know about us and how patient to be.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our own onion id (v3, or legacy v2 with the manual and direct transports).
+    pub own_id: OnionId,
+    /// Sent in `client`.
+    pub client_name: String,
+    /// Sent in `version`.
+    pub client_version: String,
+    /// Sent in `profile_name`.
+    pub profile_name: Vec<u8>,
+    /// Sent in `profile_text`.
+    pub profile_text: Vec<u8>,
+    /// Our presence, sent in `status`.
+    pub status: Status,
+    /// `status` keepalive period. The protocol requires ≤ 120 s; 100 s leaves room for delay.
+    pub keepalive_interval: Duration,
+    /// A connected buddy we hear nothing from for this long is disconnected (protocol: 240 s).
+    pub silence_timeout: Duration,
+    /// Re-send `ping` this often until the buddy authenticates (Python TorChat: 30 s; Pascal
+    /// TorChat only answers a ping that arrives after its own connection is up).
+    pub reping_interval: Duration,
+    /// Give up on an outgoing connection that is not authenticated after this long.
+    pub handshake_timeout: Duration,
+    /// Give up on an outgoing connection that is not established after this long (Tor onion
+    /// connects usually take seconds, sometimes a minute).
+    pub connect_timeout: Duration,
+    /// Close an incoming connection that did not authenticate within this long (PY/TC2: 240 s).
+    pub unauthenticated_timeout: Duration,
+    /// First reconnect delay (randomised ×0.5–1.5), doubled after each failure…
+    pub backoff_initial: Duration,
+    /// …up to this cap.
+    pub backoff_max: Duration,
+    /// Line-size cap for every connection.
+    pub max_line: usize,
+    /// Cap on open connections (both directions).
+    pub max_connections: usize,
+    /// Cap on incoming connections that have not authenticated yet.
+    pub max_unauthenticated: usize,
+    /// Cap on temporary buddies (strangers who pinged us, group members we are not buddies with).
+    pub max_temporary_buddies: usize,
+    /// Cap on messages queued for one offline buddy; more is refused, never dropped silently.
+    pub max_queued_per_buddy: usize,
+    /// Lines other than `ping`/`pong` tolerated on an unauthenticated incoming connection
+    /// before it is closed (ruby-torchat closes after 24).
+    pub max_unauthenticated_lines: u32,
+}
+
+impl Config {
+    /// Defaults for the given identity.
+    pub fn new(own_id: OnionId) -> Self {
+        Config {
+            own_id,
+            client_name: "torchat".into(),
+            client_version: env!("CARGO_PKG_VERSION").into(),
+            profile_name: Vec::new(),
+            profile_text: Vec::new(),
+            status: Status::Available,
+            keepalive_interval: Duration::from_secs(100),
+            silence_timeout: Duration::from_secs(240),
+            reping_interval: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(150),
+            connect_timeout: Duration::from_secs(120),
+            unauthenticated_timeout: Duration::from_secs(240),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(600),
+            max_line: torchat_wire::DEFAULT_MAX_LINE,
+            max_connections: 1024,
+            max_unauthenticated: 64,
+            max_temporary_buddies: 256,
+            max_queued_per_buddy: 1000,
+            max_unauthenticated_lines: 24,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! What an authenticated buddy can tell us: info, status, buddy-list requests, messages.
+
+use torchat_wire::{OnionId, Packet};
+
+use crate::node::Node;
+use crate::time::Timestamp;
+use crate::types::{BuddyKind, Delivery, Event, Record};
+
+/// Prefix of queued 1:1 messages delivered late, as the legacy clients write it.
+pub const DELAYED_PREFIX: &[u8] = b"[delayed] ";
+
+impl Node {
+    /// A packet from `id` on its authenticated incoming connection.
+    pub(crate) fn handle_session_packet(&mut self, id: &OnionId, p: Packet, now: Timestamp) {
+        match p {
+            Packet::Status(s) => self.on_status(id, s, now),
+            Packet::Client(v) => self.update_info(id, |i| i.client = Some(v)),
+            Packet::Version(v) => self.update_info(id, |i| i.version = Some(v)),
+            Packet::ProfileName(v) => self.update_info(id, |i| i.profile_name = Some(v)),
+            Packet::ProfileText(v) => self.update_info(id, |i| i.profile_text = Some(v)),
+            Packet::Supports(exts) => {
+                if let Some(b) = self.buddies.get_mut(id) {
+                    b.supports = exts.iter().cloned().collect();
+                }
+                self.update_info(id, |i| i.supports = exts);
+            }
+            Packet::AddMe(_) => self.on_add_me(id),
+            Packet::RemoveMe(_) => self.on_remove_me(id, now),
+            Packet::Message(text) => self.on_message(id, text, now),
+            Packet::Disconnect(_) => self.disconnect_and_retry(id, now),
+            // Accepted and ignored: avatars, typing notifications, latency probes, broadcasts,
+            // replies to our unknown commands, file control for transfers we never started.
+            Packet::ProfileAvatar(_)
+            | Packet::ProfileAvatarAlpha(_)
+            | Packet::TypingStart(_)
+            | Packet::TypingThinking(_)
+            | Packet::TypingStop(_)
+            | Packet::LatencyPong(_)
+            | Packet::BroadcastMessage(_)
+            | Packet::NotImplemented(_)
+            | Packet::FiledataOk { .. }
+            | Packet::FiledataError { .. }
+            | Packet::FileStopSending { .. }
+            | Packet::FileStopReceiving { .. } => {}
+            Packet::LatencyPing(token) => {
+                if let Some(out) = self.ready_out(id) {
+                    self.send(out, &Packet::LatencyPong(token));
+                }
+            }
+            // File data belongs on our outgoing connection; on this one it is out of place.
+            Packet::Filename { .. } | Packet::Filedata { .. } => {}
+            // Handled before we get here.
+            Packet::Ping { .. } | Packet::Pong { .. } => {}
+            p @ (Packet::GroupInvite { .. }
+            | Packet::GroupParticipants { .. }
+            | Packet::GroupIsParticipating { .. }
+            | Packet::GroupParticipating { .. }
+            | Packet::GroupNotParticipating { .. }
+            | Packet::GroupJoin { .. }
+            | Packet::GroupInvited { .. }
+            | Packet::GroupLeave { .. }
+            | Packet::GroupMessage { .. }
+            | Packet::GroupEchoedMessage { .. }) => self.handle_group_packet(id, p, now),
+            other => self.not_implemented(id, other.command().to_owned()),
+        }
+    }
+
+    /// Answers an unknown command with `not_implemented <command>`.
+    pub(crate) fn not_implemented(&mut self, id: &OnionId, command: String) {
+        self.stats.not_implemented_sent += 1;
+        if let Some(out) = self.ready_out(id) {
+            self.send(out, &Packet::NotImplemented(Some(command.into_bytes())));
+        }
+    }
+
+    fn update_info(&mut self, id: &OnionId, f: impl FnOnce(&mut crate::types::PeerInfo)) {
+        let Some(b) = self.buddies.get_mut(id) else {
+            return;
+        };
+        let before = b.info.clone();
+        f(&mut b.info);
+        if b.info != before {
+            let info = b.info.clone();
+            self.event(Event::PeerInfo {
+                id: id.clone(),
+                info,
+            });
+        }
+    }
+
+    fn on_status(&mut self, id: &OnionId, s: torchat_wire::Status, now: Timestamp) {
+        let Some(b) = self.buddies.get_mut(id) else {
+            return;
+        };
+        // Values other than available/away/xa still count as a keepalive.
+        if !matches!(s, torchat_wire::Status::Other(_)) {
+            b.status = s;
+        }
+        let first = !b.online;
+        b.online = true;
+        self.update_presence(id);
+        if first {
+            self.flush_queue(id, now);
+            self.on_buddy_online(id, now);
+        }
+    }
+
+    /// Sends every queued 1:1 message, each exactly once, as `[delayed] <text>`.
+    fn flush_queue(&mut self, id: &OnionId, _now: Timestamp) {
+        let Some(out) = self.ready_out(id) else {
+            return;
+        };
+        let Some(b) = self.buddies.get_mut(id) else {
+            return;
+        };
+        let queued: Vec<_> = b.queue.drain(..).collect();
+        for q in queued {
+            let mut text = DELAYED_PREFIX.to_vec();
+            text.extend_from_slice(&q.text);
+            self.send(out, &Packet::Message(text));
+            self.persist(Record::MessageDelivery {
+                id: q.id,
+                state: Delivery::Sent,
+            });
+            self.event(Event::Delivery {
+                id: q.id,
+                to: id.clone(),
+                state: Delivery::Sent,
+            });
+        }
+    }
+
+    fn on_add_me(&mut self, id: &OnionId) {
+        let Some(b) = self.buddies.get_mut(id) else {
+            return;
+        };
+        match b.kind {
+            BuddyKind::Temporary => {
+                // As Python and Pascal TorChat do: whoever adds us appears on our list.
+                b.kind = BuddyKind::Permanent;
+                let alias = b.alias.clone();
+                self.persist(Record::Buddy {
+                    id: id.clone(),
+                    kind: BuddyKind::Permanent,
+                    alias,
+                });
+                self.event(Event::BuddyList {
+                    id: id.clone(),
+                    kind: Some(BuddyKind::Permanent),
+                });
+                self.event(Event::AddedUs { id: id.clone() });
+                // Answer in kind, as we would have at handshake time for a permanent buddy.
+                if let Some(out) = self.ready_out(id) {
+                    self.send(out, &Packet::AddMe(Default::default()));
+                }
+            }
+            BuddyKind::Permanent | BuddyKind::Blocked => {}
+        }
+    }
+
+    fn on_remove_me(&mut self, id: &OnionId, now: Timestamp) {
+        let Some(b) = self.buddies.get(id) else {
+            return;
+        };
+        if b.kind == BuddyKind::Blocked {
+            return;
+        }
+        // As Python TorChat does: remove and disconnect. We do not echo `remove_me` back.
+        let pinned = b.pinned;
+        self.event(Event::RemovedUs { id: id.clone() });
+        if pinned {
+            // Still a group member: keep it as a temporary buddy.
+            if let Some(b) = self.buddies.get_mut(id) {
+                b.kind = BuddyKind::Temporary;
+            }
+            self.persist(Record::BuddyRemoved { id: id.clone() });
+            self.event(Event::BuddyList {
+                id: id.clone(),
+                kind: Some(BuddyKind::Temporary),
+            });
+            return;
+        }
+        self.drop_buddy(id, now);
+        self.persist(Record::BuddyRemoved { id: id.clone() });
+        self.event(Event::BuddyList {
+            id: id.clone(),
+            kind: None,
+        });
+    }
+
+    fn on_message(&mut self, id: &OnionId, text: Vec<u8>, now: Timestamp) {
+        let msg = self.new_msg_id();
+        self.persist(Record::MessageIn {
+            id: msg,
+            from: id.clone(),
+            text: text.clone(),
+            at: now,
+        });
+        self.event(Event::MessageReceived {
+            id: msg,
+            from: id.clone(),
+            text,
+            at: now,
+        });
+    }
+
+    /// jtorchat's `disconnect`: it is going away; close and let the backoff reconnect.
+    fn disconnect_and_retry(&mut self, id: &OnionId, now: Timestamp) {
+        self.disconnect_buddy(id, now);
+        self.after_session_end(id, now);
+    }
+}

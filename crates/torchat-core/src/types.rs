@@ -1,0 +1,273 @@
+//! Values that cross the core's boundary: outputs, events, records to persist, ids.
+
+use std::fmt;
+
+use torchat_wire::{OnionId, Status};
+
+use crate::time::Timestamp;
+
+/// A connection handle. The core allocates every id: for outgoing connections in
+/// [`Output::Connect`], for incoming ones in [`crate::Node::accept`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// A message id: 16 random bytes, unique for every message we create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MsgId(pub [u8; 16]);
+
+impl MsgId {
+    /// Lower-case hex, 32 characters.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 32 hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            let hex = std::str::from_utf8(&b[2 * i..2 * i + 2]).ok()?;
+            *o = u8::from_str_radix(hex, 16).ok()?;
+        }
+        Some(MsgId(out))
+    }
+}
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Which list a buddy is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuddyKind {
+    /// On our buddy list: we keep connecting to it and send `add_me`.
+    Permanent,
+    /// Known for this session only (it pinged us, or shares a group with us); never `add_me`.
+    Temporary,
+    /// Refused at ping time; never connected to.
+    Blocked,
+}
+
+/// A buddy's connection state as a person would name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Presence {
+    /// No connection.
+    Offline,
+    /// Our outgoing connection is being set up.
+    Connecting,
+    /// Connected, handshake in progress (no `status` received yet).
+    Handshake,
+    /// Authenticated and its first `status` received.
+    Online(Status),
+}
+
+/// Delivery state of a message we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// Stored, waiting for the buddy to come online.
+    Queued,
+    /// Written to the buddy's connection.
+    Sent,
+}
+
+/// What a buddy told us about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// From `client`.
+    pub client: Option<Vec<u8>>,
+    /// From `version`.
+    pub version: Option<Vec<u8>>,
+    /// From `profile_name`.
+    pub profile_name: Option<Vec<u8>>,
+    /// From `profile_text`.
+    pub profile_text: Option<Vec<u8>>,
+    /// From `supports`.
+    pub supports: Vec<String>,
+}
+
+/// Something the application (UI, API, logs) should know.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A buddy's presence changed.
+    Presence {
+        /// The buddy.
+        id: OnionId,
+        /// Its new state.
+        presence: Presence,
+    },
+    /// A buddy's client, version, profile or capabilities changed.
+    PeerInfo {
+        /// The buddy.
+        id: OnionId,
+        /// Everything known now.
+        info: PeerInfo,
+    },
+    /// A 1:1 message arrived.
+    MessageReceived {
+        /// Local id given to it.
+        id: MsgId,
+        /// Sender.
+        from: OnionId,
+        /// Text as received (UTF-8 by convention).
+        text: Vec<u8>,
+        /// When it arrived.
+        at: Timestamp,
+    },
+    /// A message we sent changed delivery state.
+    Delivery {
+        /// The message.
+        id: MsgId,
+        /// Recipient.
+        to: OnionId,
+        /// New state.
+        state: Delivery,
+    },
+    /// A buddy list entry was created, changed kind, or was removed (`None`).
+    BuddyList {
+        /// The buddy.
+        id: OnionId,
+        /// Its kind now, or `None` when removed.
+        kind: Option<BuddyKind>,
+    },
+    /// A buddy sent `add_me`: it has us on its list (and we put it on ours).
+    AddedUs {
+        /// The buddy.
+        id: OnionId,
+    },
+    /// A buddy sent `remove_me`: it removed us; we removed it too and disconnected.
+    RemovedUs {
+        /// The buddy.
+        id: OnionId,
+    },
+    /// A buddy offered a file; file transfer is not supported, so it was declined.
+    FileDeclined {
+        /// The buddy.
+        from: OnionId,
+        /// The offered file name (untrusted).
+        name: Vec<u8>,
+    },
+    /// A peer broke a protocol rule; counted, reacted to as documented.
+    Misbehaviour {
+        /// The peer, if known.
+        id: Option<OnionId>,
+        /// What it did.
+        what: &'static str,
+    },
+}
+
+/// A record the shell must persist before acting on later outputs that depend on it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Record {
+    /// A buddy list entry was created or changed.
+    Buddy {
+        /// The buddy.
+        id: OnionId,
+        /// Its kind.
+        kind: BuddyKind,
+        /// The alias we gave it.
+        alias: Option<String>,
+    },
+    /// A buddy list entry was removed.
+    BuddyRemoved {
+        /// The buddy.
+        id: OnionId,
+    },
+    /// A 1:1 message we received.
+    MessageIn {
+        /// Local id.
+        id: MsgId,
+        /// Sender.
+        from: OnionId,
+        /// Text.
+        text: Vec<u8>,
+        /// Arrival time.
+        at: Timestamp,
+    },
+    /// A 1:1 message the user wrote (persisted before anything is sent).
+    MessageOut {
+        /// Its id.
+        id: MsgId,
+        /// Recipient.
+        to: OnionId,
+        /// Text.
+        text: Vec<u8>,
+        /// When the user wrote it.
+        at: Timestamp,
+        /// State at the time of the record.
+        state: Delivery,
+    },
+    /// A message we sent changed state.
+    MessageDelivery {
+        /// The message.
+        id: MsgId,
+        /// New state.
+        state: Delivery,
+    },
+}
+
+/// One thing for the shell to do, drained with [`crate::Node::poll_output`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Open an outgoing connection to `to` (port 11009 of its onion service) and report
+    /// [`crate::Node::handle_connected`] or [`crate::Node::handle_closed`].
+    Connect {
+        /// Handle the core gave this connection.
+        conn: ConnId,
+        /// Destination.
+        to: OnionId,
+    },
+    /// Write these bytes on the connection, in order.
+    Transmit {
+        /// Connection.
+        conn: ConnId,
+        /// Encoded lines.
+        data: Vec<u8>,
+    },
+    /// Close the connection (after writing what was already queued on it). The core has
+    /// already forgotten it; do not report its closing.
+    Close {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// Tell the application.
+    Event(Event),
+    /// Persist.
+    Persist(Record),
+}
+
+/// Why a user command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The id is not on the buddy list.
+    #[error("not a buddy")]
+    NotABuddy,
+    /// The id is blocked.
+    #[error("that id is blocked")]
+    Blocked,
+    /// That is our own id.
+    #[error("that is our own id")]
+    OwnId,
+    /// The message is empty.
+    #[error("empty message")]
+    Empty,
+    /// Too many messages are already waiting for this buddy.
+    #[error("too many queued messages for this buddy")]
+    QueueFull,
+    /// Too many buddies.
+    #[error("buddy list is full")]
+    TooMany,
+}

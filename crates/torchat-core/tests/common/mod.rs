@@ -1,0 +1,339 @@
+//! A tiny virtual network for scenario tests: several cores wired back to back, instant
+//! delivery, a virtual clock, links that can be cut (silently or with a close).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rand_core::SeedableRng;
+use torchat_core::{Config, ConnId, Event, Node, Output, Record, Timestamp};
+use torchat_wire::{OnionId, Packet};
+
+pub const T0: u64 = 1_700_000_000_000;
+
+pub fn id(s: &str) -> OnionId {
+    // Pad short names to legacy 16-char ids: "alice" -> "aliceaaaaaaaaaaa".
+    let mut s = s.to_owned();
+    while s.len() < 16 {
+        s.push('a');
+    }
+    OnionId::parse(&s).unwrap()
+}
+
+pub fn node(name: &str, seed: u64) -> Node {
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut cfg = Config::new(id(name));
+    cfg.profile_name = name.as_bytes().to_vec();
+    Node::new(cfg, Box::new(rng))
+}
+
+/// One line written by a node on a connection.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    pub at: Timestamp,
+    pub from: usize,
+    /// Incarnation of `from` (bumped by `restart`); connection ids restart with the node.
+    pub gen: u32,
+    pub conn: ConnId,
+    /// Whether `conn` is an outgoing connection of `from`.
+    pub outgoing: bool,
+    pub line: Vec<u8>,
+}
+
+impl Wire {
+    pub fn packet(&self) -> Packet {
+        Packet::decode(&self.line).unwrap()
+    }
+}
+
+pub struct Peer {
+    pub node: Node,
+    pub events: Vec<Event>,
+    pub records: Vec<Record>,
+    /// Our conns that are outgoing.
+    pub outgoing: BTreeSet<ConnId>,
+}
+
+enum Msg {
+    Data {
+        to: usize,
+        conn: ConnId,
+        data: Vec<u8>,
+    },
+    Closed {
+        to: usize,
+        conn: ConnId,
+    },
+    Connected {
+        to: usize,
+        conn: ConnId,
+    },
+}
+
+pub struct Net {
+    pub now: Timestamp,
+    pub peers: Vec<Peer>,
+    /// (node, conn) -> (node, conn) of the other end.
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    queue: VecDeque<Msg>,
+    /// Pairs of nodes that cannot connect (connects fail).
+    pub down: BTreeSet<(usize, usize)>,
+    /// Pairs whose traffic silently vanishes (no close), e.g. a dead Tor circuit.
+    pub blackhole: BTreeSet<(usize, usize)>,
+    pub wire: Vec<Wire>,
+    /// (node, conn) -> the node at the other end, kept after the connection is gone.
+    conn_target: BTreeMap<(usize, u32, ConnId), usize>,
+    gens: Vec<u32>,
+}
+
+impl Net {
+    pub fn new(nodes: Vec<Node>) -> Self {
+        let peers: Vec<Peer> = nodes
+            .into_iter()
+            .map(|node| Peer {
+                node,
+                events: vec![],
+                records: vec![],
+                outgoing: BTreeSet::new(),
+            })
+            .collect();
+        let n = peers.len();
+        Net {
+            gens: vec![0; n],
+            now: Timestamp::from_millis(T0),
+            peers,
+            links: BTreeMap::new(),
+            queue: VecDeque::new(),
+            down: BTreeSet::new(),
+            blackhole: BTreeSet::new(),
+            wire: vec![],
+            conn_target: BTreeMap::new(),
+        }
+    }
+
+    pub fn id(&self, i: usize) -> OnionId {
+        self.peers[i].node.own_id().clone()
+    }
+
+    fn index_of(&self, id: &OnionId) -> Option<usize> {
+        self.peers.iter().position(|p| p.node.own_id() == id)
+    }
+
+    fn pair(a: usize, b: usize) -> (usize, usize) {
+        (a.min(b), a.max(b))
+    }
+
+    pub fn set_down(&mut self, a: usize, b: usize, down: bool) {
+        if down {
+            self.down.insert(Self::pair(a, b));
+        } else {
+            self.down.remove(&Self::pair(a, b));
+        }
+    }
+
+    /// Cuts every open connection between a and b (both ends see a close).
+    pub fn cut(&mut self, a: usize, b: usize) {
+        let victims: Vec<_> = self
+            .links
+            .iter()
+            .filter(|((n, _), (m, _))| (*n == a && *m == b) || (*n == b && *m == a))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (k, v) in victims {
+            self.links.remove(&k);
+            self.links.remove(&v);
+            self.queue.push_back(Msg::Closed { to: k.0, conn: k.1 });
+            self.queue.push_back(Msg::Closed { to: v.0, conn: v.1 });
+        }
+        self.run();
+    }
+
+    /// Replaces node `i` by a fresh incarnation (a restart): its connections drop first.
+    pub fn restart(&mut self, i: usize, node: Node) {
+        for j in 0..self.peers.len() {
+            if j != i {
+                self.cut(i, j);
+            }
+        }
+        self.gens[i] += 1;
+        self.peers[i] = Peer {
+            node,
+            events: vec![],
+            records: vec![],
+            outgoing: BTreeSet::new(),
+        };
+    }
+
+    /// Drains every node's outputs and delivers messages until nothing moves.
+    pub fn run(&mut self) {
+        for _ in 0..100_000 {
+            let mut progressed = false;
+            for i in 0..self.peers.len() {
+                while let Some(o) = self.peers[i].node.poll_output() {
+                    progressed = true;
+                    self.output(i, o);
+                }
+            }
+            if let Some(m) = self.queue.pop_front() {
+                progressed = true;
+                self.deliver(m);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("livelock: the network never went quiet");
+    }
+
+    fn output(&mut self, i: usize, o: Output) {
+        match o {
+            Output::Connect { conn, to } => {
+                self.peers[i].outgoing.insert(conn);
+                let target = self.index_of(&to);
+                if let Some(j) = target {
+                    self.conn_target.insert((i, self.gens[i], conn), j);
+                }
+                match target {
+                    Some(j) if !self.down.contains(&Self::pair(i, j)) => {
+                        let now = self.now;
+                        match self.peers[j].node.accept(now) {
+                            Some(jc) => {
+                                self.conn_target.insert((j, self.gens[j], jc), i);
+                                self.links.insert((i, conn), (j, jc));
+                                self.links.insert((j, jc), (i, conn));
+                                self.queue.push_back(Msg::Connected { to: i, conn });
+                            }
+                            None => self.queue.push_back(Msg::Closed { to: i, conn }),
+                        }
+                    }
+                    _ => self.queue.push_back(Msg::Closed { to: i, conn }),
+                }
+            }
+            Output::Transmit { conn, data } => {
+                let outgoing = self.peers[i].outgoing.contains(&conn);
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    let line = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+                    let gen = self.gens[i];
+                    self.wire.push(Wire {
+                        at: self.now,
+                        from: i,
+                        gen,
+                        conn,
+                        outgoing,
+                        line,
+                    });
+                }
+                if let Some(&(j, jc)) = self.links.get(&(i, conn)) {
+                    if !self.blackhole.contains(&Self::pair(i, j)) {
+                        self.queue.push_back(Msg::Data {
+                            to: j,
+                            conn: jc,
+                            data,
+                        });
+                    }
+                }
+            }
+            Output::Close { conn } => {
+                if let Some((j, jc)) = self.links.remove(&(i, conn)) {
+                    self.links.remove(&(j, jc));
+                    self.queue.push_back(Msg::Closed { to: j, conn: jc });
+                }
+            }
+            Output::Event(e) => self.peers[i].events.push(e),
+            Output::Persist(r) => self.peers[i].records.push(r),
+        }
+    }
+
+    fn deliver(&mut self, m: Msg) {
+        let now = self.now;
+        match m {
+            Msg::Data { to, conn, data } => self.peers[to].node.handle_data(conn, &data, now),
+            Msg::Closed { to, conn } => self.peers[to].node.handle_closed(conn, now),
+            Msg::Connected { to, conn } => self.peers[to].node.handle_connected(conn, now),
+        }
+    }
+
+    /// Advances virtual time by `d`, firing every timer on the way, in order.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.run();
+            let next = self
+                .peers
+                .iter()
+                .filter_map(|p| p.node.poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    for p in &mut self.peers {
+                        if p.node.poll_timeout().is_some_and(|t| t <= now) {
+                            p.node.handle_timeout(now);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.run();
+    }
+
+    /// Lines node `from` wrote towards node `to` (on any connection, even closed ones).
+    pub fn lines(&self, from: usize, to: usize) -> Vec<&Wire> {
+        self.wire
+            .iter()
+            .filter(|w| {
+                w.from == from && self.conn_target.get(&(w.from, w.gen, w.conn)) == Some(&to)
+            })
+            .collect()
+    }
+
+    /// Lines as text, for readable assertions.
+    pub fn texts(&self, from: usize, to: usize) -> Vec<String> {
+        self.lines(from, to)
+            .iter()
+            .map(|w| String::from_utf8_lossy(&w.line).into_owned())
+            .collect()
+    }
+
+    /// Connections a node opened to another, in order.
+    pub fn conns_opened(&self, from: usize, to: usize) -> Vec<ConnId> {
+        self.conn_target
+            .iter()
+            .filter(|((i, g, c), j)| {
+                *i == from
+                    && **j == to
+                    && *g == self.gens[from]
+                    && self.peers[from].outgoing.contains(c)
+            })
+            .map(|((_, _, c), _)| *c)
+            .collect()
+    }
+
+    pub fn events(&self, i: usize) -> &[Event] {
+        &self.peers[i].events
+    }
+
+    pub fn online(&self, i: usize, j: usize) -> bool {
+        let id = self.id(j);
+        matches!(
+            self.peers[i].node.buddy(&id).map(|b| b.presence),
+            Some(torchat_core::Presence::Online(_))
+        )
+    }
+
+    pub fn texts_received(&self, i: usize) -> Vec<String> {
+        self.peers[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MessageReceived { text, .. } => {
+                    Some(String::from_utf8_lossy(text).into_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
