@@ -50,6 +50,21 @@ pub struct Config {
     /// Lines other than `ping`/`pong` tolerated on an unauthenticated incoming connection
     /// before it is closed (ruby-torchat closes after 24).
     pub max_unauthenticated_lines: u32,
+    /// Redundancy: how long to collect relayed copies of a message before showing it
+    /// `(k of N)` (PROTOCOL §4: 10 s after the first claim).
+    pub settle_window: Duration,
+    /// How long a group packet waits in a member's outbox for that member to come back.
+    pub relay_lifetime: Duration,
+    /// How long to wait for a member to answer `groupchat_is_participating`.
+    pub verify_timeout: Duration,
+    /// Cap on groups (any state).
+    pub max_groups: usize,
+    /// Cap on members of one group.
+    pub max_group_members: usize,
+    /// Cap on queued group packets per member (oldest dropped first, with an event).
+    pub max_outbox_per_member: usize,
+    /// Messages per group remembered for matching relayed copies and late direct copies.
+    pub max_tracked_messages: usize,
 }
 
 impl Config {
@@ -76,6 +91,13 @@ impl Config {
             max_temporary_buddies: 256,
             max_queued_per_buddy: 1000,
             max_unauthenticated_lines: 24,
+            settle_window: Duration::from_secs(10),
+            relay_lifetime: Duration::from_secs(24 * 3600),
+            verify_timeout: Duration::from_secs(120),
+            max_groups: 256,
+            max_group_members: 256,
+            max_outbox_per_member: 1000,
+            max_tracked_messages: 2000,
         }
     }
 }

@@ -162,6 +162,7 @@ impl Node {
             return;
         };
         c.authenticated = true;
+        c.authenticated_at = now;
         c.last_rx = now;
         let Some(b) = self.buddies.get_mut(&id) else {
             return;

@@ -54,6 +54,7 @@ mod config;
 mod group;
 mod handshake;
 mod node;
+mod redundancy;
 mod session;
 mod state;
 mod time;
@@ -61,10 +62,12 @@ mod timers;
 mod types;
 
 pub use config::Config;
+pub use group::NO_REDUNDANCY;
 pub use node::{BuddyView, Node, Stats};
 pub use session::DELAYED_PREFIX;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
-    BuddyKind, CommandError, ConnId, Delivery, Event, MsgId, Output, PeerInfo, Presence, Record,
+    BuddyKind, CommandError, ConnId, Delivery, Event, GroupState, GroupView, MemberChange, MsgId,
+    OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
 };

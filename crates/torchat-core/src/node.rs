@@ -41,6 +41,8 @@ pub struct Node {
     next_conn: u64,
     pub(crate) stats: Stats,
     pub(crate) started: bool,
+    pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
+    pub(crate) outbox: Vec<crate::types::OutboxEntry>,
 }
 
 impl std::fmt::Debug for Node {
@@ -86,6 +88,8 @@ impl Node {
             next_conn: 1,
             stats: Stats::default(),
             started: false,
+            groups: BTreeMap::new(),
+            outbox: Vec::new(),
         }
     }
 

@@ -37,11 +37,11 @@ impl Node {
             | Packet::TypingStop(_)
             | Packet::LatencyPong(_)
             | Packet::BroadcastMessage(_)
-            | Packet::NotImplemented(_)
             | Packet::FiledataOk { .. }
             | Packet::FiledataError { .. }
             | Packet::FileStopSending { .. }
             | Packet::FileStopReceiving { .. } => {}
+            Packet::NotImplemented(what) => self.on_not_implemented(id, what.as_deref(), now),
             Packet::LatencyPing(token) => {
                 if let Some(out) = self.ready_out(id) {
                     self.send(out, &Packet::LatencyPong(token));

@@ -38,6 +38,8 @@ pub(crate) struct Conn {
     pub claimed: Option<OnionId>,
     /// Incoming: authenticated by a valid pong.
     pub authenticated: bool,
+    /// Incoming: when it was authenticated.
+    pub authenticated_at: Timestamp,
     /// Incoming: lines we dropped before authentication.
     pub junk_lines: u32,
     /// Last time anything arrived.
@@ -59,6 +61,7 @@ impl Conn {
             next_keepalive: now,
             claimed: None,
             authenticated: false,
+            authenticated_at: now,
             junk_lines: 0,
             last_rx: now,
         }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use torchat_wire::{OnionId, Status};
+use torchat_wire::{GroupId, OnionId, Status};
 
 use crate::time::Timestamp;
 
@@ -158,6 +158,87 @@ pub enum Event {
         /// The offered file name (untrusted).
         name: Vec<u8>,
     },
+    /// Someone invited us to a group.
+    GroupInvite {
+        /// The group.
+        gid: GroupId,
+        /// Who invited us.
+        from: OnionId,
+        /// Modes of the invite.
+        modes: Vec<String>,
+    },
+    /// Our state in a group changed.
+    GroupState {
+        /// The group.
+        gid: GroupId,
+        /// New state.
+        state: GroupState,
+    },
+    /// A group's member list changed.
+    GroupMember {
+        /// The group.
+        gid: GroupId,
+        /// The member.
+        id: OnionId,
+        /// What happened.
+        change: MemberChange,
+    },
+    /// A group message to show (exactly once per message).
+    GroupMessage {
+        /// The group.
+        gid: GroupId,
+        /// Local id of the message.
+        id: MsgId,
+        /// The speaker.
+        sender: OnionId,
+        /// Text.
+        text: Vec<u8>,
+        /// When it arrived (for relayed messages: the first claim).
+        at: Timestamp,
+        /// Trust state at display time.
+        trust: Trust,
+    },
+    /// The trust state of a shown group message changed (more claims, a late direct copy).
+    GroupTrust {
+        /// The group.
+        gid: GroupId,
+        /// The message.
+        id: MsgId,
+        /// New trust state.
+        trust: Trust,
+        /// Who vouched for it so far.
+        claimants: Vec<OnionId>,
+    },
+    /// How many members our own group message has reached.
+    GroupDelivery {
+        /// The group.
+        gid: GroupId,
+        /// Our message.
+        id: MsgId,
+        /// Members it was written to so far.
+        delivered: u32,
+        /// Members other than us when it was sent.
+        of: u32,
+    },
+    /// A queued group packet for a member was given up (expired, or the outbox overflowed).
+    OutboxDropped {
+        /// The group.
+        gid: GroupId,
+        /// The member that will not get it.
+        to: OnionId,
+        /// Our own message that was affected, if it was one.
+        own: Option<MsgId>,
+    },
+    /// Member lists disagree and we could not settle it: `peer` lists `member`, and `member`
+    /// could not confirm it is in the group (or denied it).
+    GroupDivergence {
+        /// The group.
+        gid: GroupId,
+        /// The disputed member.
+        member: OnionId,
+        /// The member whose list includes it.
+        peer: OnionId,
+    },
     /// A peer broke a protocol rule; counted, reacted to as documented.
     Misbehaviour {
         /// The peer, if known.
@@ -216,6 +297,66 @@ pub enum Record {
         /// New state.
         state: Delivery,
     },
+    /// A group was created, joined, left, or changed state.
+    Group {
+        /// The group.
+        gid: GroupId,
+        /// Our state in it.
+        state: GroupState,
+        /// Invite modes.
+        modes: Vec<String>,
+        /// Who invited us.
+        inviter: Option<OnionId>,
+    },
+    /// A member was added to (`member: true`) or removed from a group.
+    GroupMember {
+        /// The group.
+        gid: GroupId,
+        /// The member.
+        id: OnionId,
+        /// Whether it is a member now.
+        member: bool,
+    },
+    /// A group message was shown (ours or someone's).
+    GroupMessage {
+        /// The group.
+        gid: GroupId,
+        /// Local id.
+        id: MsgId,
+        /// The speaker.
+        sender: OnionId,
+        /// Text.
+        text: Vec<u8>,
+        /// Time shown.
+        at: Timestamp,
+        /// Trust state.
+        trust: Trust,
+    },
+    /// The trust state of a group message changed; `claimants` are the members vouching.
+    GroupTrust {
+        /// The message.
+        id: MsgId,
+        /// New trust.
+        trust: Trust,
+        /// Members vouching for it.
+        claimants: Vec<OnionId>,
+    },
+    /// Delivery progress of our own group message.
+    GroupDelivery {
+        /// The message.
+        id: MsgId,
+        /// Members it reached.
+        delivered: u32,
+        /// Members other than us.
+        of: u32,
+    },
+    /// A group packet queued for an unreachable member.
+    OutboxAdd(OutboxEntry),
+    /// A queued group packet was delivered, expired or dropped.
+    OutboxRemove {
+        /// The entry.
+        id: MsgId,
+    },
 }
 
 /// One thing for the shell to do, drained with [`crate::Node::poll_output`].
@@ -267,7 +408,122 @@ pub enum CommandError {
     /// Too many messages are already waiting for this buddy.
     #[error("too many queued messages for this buddy")]
     QueueFull,
-    /// Too many buddies.
-    #[error("buddy list is full")]
+    /// Too many buddies or groups.
+    #[error("limit reached")]
     TooMany,
+    /// No such group.
+    #[error("no such group")]
+    NoSuchGroup,
+    /// The group is not in a state that allows this.
+    #[error("not possible in the group's current state")]
+    GroupState,
+    /// The buddy must be online for this.
+    #[error("buddy is not online")]
+    NotOnline,
+    /// Already a member.
+    #[error("already a member")]
+    AlreadyMember,
+}
+
+/// Where we stand in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupState {
+    /// Someone invited us; the user has not answered yet.
+    Invited,
+    /// The user accepted; the member lists are being exchanged with the inviter.
+    Joining,
+    /// A member.
+    Joined,
+    /// We left (or declined). Kept for history.
+    Left,
+}
+
+/// How much a group message can be believed, as data every interface can render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trust {
+    /// We received it from the speaker itself. `confirmations` counts members who relayed it
+    /// to us as well.
+    Direct {
+        /// Members who claim they got it from the speaker too.
+        confirmations: u32,
+    },
+    /// Only relayed copies: `k` distinct members claim they received it directly from the
+    /// speaker, out of `n` members other than the speaker. Shown `(k of n)`.
+    Relayed {
+        /// Distinct claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
+    /// Only relayed copies although the speaker was connected to us all along and never sent
+    /// it to us: possibly forged.
+    Unconfirmed {
+        /// Distinct claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
+    /// A message we wrote.
+    Own,
+}
+
+impl Trust {
+    /// The tag a line-based interface shows: `(Direct)`, `(8 of 10)`,
+    /// `(UNCONFIRMED 1 of 10)`, `(me)`.
+    pub fn label(&self) -> String {
+        match self {
+            Trust::Direct { .. } => "(Direct)".to_owned(),
+            Trust::Relayed { k, n } => format!("({k} of {n})"),
+            Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
+            Trust::Own => "(me)".to_owned(),
+        }
+    }
+}
+
+/// A change in a group's member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Became a member.
+    Joined,
+    /// Left, with the reason it gave.
+    Left {
+        /// The reason text, if any.
+        reason: Option<Vec<u8>>,
+    },
+    /// An id we invited declined.
+    Declined,
+}
+
+/// A group packet waiting for a member who is not reachable now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Unique id of the entry.
+    pub id: MsgId,
+    /// The member it is for.
+    pub to: OnionId,
+    /// The group.
+    pub gid: GroupId,
+    /// The encoded line (LF included).
+    pub line: Vec<u8>,
+    /// Dropped after this time.
+    pub expires: Timestamp,
+    /// Our own message this entry delivers, if it is one.
+    pub own: Option<MsgId>,
+}
+
+/// A read-only view of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// Its id.
+    pub gid: GroupId,
+    /// Our state in it.
+    pub state: GroupState,
+    /// Invite modes (e.g. `noredundancy`).
+    pub modes: Vec<String>,
+    /// Members other than us.
+    pub members: Vec<OnionId>,
+    /// Who invited us, if someone did.
+    pub inviter: Option<OnionId>,
+    /// While invited: the members the inviter listed.
+    pub proposed: Vec<OnionId>,
 }

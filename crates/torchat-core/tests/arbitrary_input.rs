@@ -22,6 +22,10 @@ const IDS: [&str; 5] = [
     "meeeeeeeeeeeeeee",
 ];
 
+fn gid() -> torchat_wire::GroupId {
+    torchat_wire::GroupId::new("6f012391-883d-4f4f-8d54-52c4227b3ac9").unwrap()
+}
+
 #[derive(Debug, Clone)]
 enum Line {
     Ping(usize, u8),
@@ -43,6 +47,9 @@ enum Op {
     Remove(usize),
     Block(usize),
     Send(usize),
+    GroupAccept,
+    GroupSay,
+    GroupInvite(usize),
     /// Accept, ping as IDS[i], let our connect-back succeed, pong with the real cookie.
     Handshake(usize),
 }
@@ -64,6 +71,17 @@ fn line() -> impl Strategy<Value = Line> {
             Just("not_implemented"),
             Just("filename 1 2 3 x"),
             Just("disconnect"),
+            Just("groupchat_invite 6f012391-883d-4f4f-8d54-52c4227b3ac9"),
+            Just("groupchat_participants 6f012391-883d-4f4f-8d54-52c4227b3ac9 peerbbbbbbbbbbbb peercccccccccccc"),
+            Just("groupchat_participants 6f012391-883d-4f4f-8d54-52c4227b3ac9"),
+            Just("groupchat_message 6f012391-883d-4f4f-8d54-52c4227b3ac9 hi"),
+            Just("groupchat_echoed_message 6f012391-883d-4f4f-8d54-52c4227b3ac9 peerbbbbbbbbbbbb hi"),
+            Just("groupchat_join 6f012391-883d-4f4f-8d54-52c4227b3ac9"),
+            Just("groupchat_invited 6f012391-883d-4f4f-8d54-52c4227b3ac9 peerdddddddddddd"),
+            Just("groupchat_leave 6f012391-883d-4f4f-8d54-52c4227b3ac9 bye"),
+            Just("groupchat_is_participating 6f012391-883d-4f4f-8d54-52c4227b3ac9"),
+            Just("groupchat_participating 6f012391-883d-4f4f-8d54-52c4227b3ac9"),
+            Just("not_implemented groupchat_is_participating"),
         ]
         .prop_map(Line::Text),
         proptest::collection::vec(any::<u8>(), 0..600).prop_map(Line::Raw),
@@ -83,6 +101,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..IDS.len()).prop_map(Op::Block),
         1 => (0..IDS.len()).prop_map(Op::Send),
         2 => (0..IDS.len()).prop_map(Op::Handshake),
+        1 => Just(Op::GroupAccept),
+        1 => Just(Op::GroupSay),
+        1 => (0..IDS.len()).prop_map(Op::GroupInvite),
     ]
 }
 
@@ -213,6 +234,17 @@ impl World {
                 }
                 self.now = end;
             }
+            Op::GroupAccept => {
+                let _ = self.node.group_accept(&gid(), now);
+            }
+            Op::GroupSay => {
+                let _ = self.node.group_say(&gid(), b"x".to_vec(), now);
+            }
+            Op::GroupInvite(i) => {
+                let _ = self
+                    .node
+                    .group_invite(&gid(), &OnionId::parse(IDS[i]).unwrap(), now);
+            }
             Op::Handshake(i) => {
                 let Some(c) = self.node.accept(now) else {
                     return;
@@ -257,6 +289,8 @@ impl World {
         let cfg = self.node.config();
         assert!(self.node.connection_count() <= cfg.max_connections);
         assert!(self.node.buddies().len() <= IDS.len());
+        assert!(self.node.groups().len() <= cfg.max_groups);
+        assert!(self.node.outbox_len() <= IDS.len() * cfg.max_outbox_per_member);
         for b in self.node.buddies() {
             if let Some(inc) = b.incoming {
                 // Authenticated: that connection pinged with this id and carried a pong with

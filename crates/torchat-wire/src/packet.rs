@@ -76,6 +76,22 @@ impl GroupId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A UUID (as text, `8-4-4-4-12` hex digits) made from 16 random bytes, with the version 4
+    /// and variant bits set — how ruby-torchat makes group ids.
+    pub fn uuid_v4(mut b: [u8; 16]) -> Self {
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        GroupId(format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        ))
+    }
 }
 
 impl fmt::Display for GroupId {

@@ -2,6 +2,8 @@
 //! delivery, a virtual clock, links that can be cut (silently or with a close).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod script;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -162,6 +164,32 @@ impl Net {
             records: vec![],
             outgoing: BTreeSet::new(),
         };
+    }
+
+    /// Call after pushing a new peer onto `peers`.
+    pub fn grow(&mut self) {
+        self.gens.resize(self.peers.len(), 0);
+    }
+
+    /// Writes a raw line from node `from` to node `to` on `from`'s outgoing connection to it
+    /// (a dishonest node saying something its core never said).
+    pub fn inject(&mut self, from: usize, to: usize, line: &[u8]) {
+        let conn = self
+            .links
+            .keys()
+            .filter(|(i, c)| *i == from && self.peers[from].outgoing.contains(c))
+            .find(|(i, c)| self.links.get(&(*i, *c)).is_some_and(|(j, _)| *j == to))
+            .map(|(_, c)| *c)
+            .expect("an open outgoing connection");
+        let mut data = line.to_vec();
+        data.push(b'\n');
+        let &(j, jc) = self.links.get(&(from, conn)).unwrap();
+        self.queue.push_back(Msg::Data {
+            to: j,
+            conn: jc,
+            data,
+        });
+        self.run();
     }
 
     /// Drains every node's outputs and delivers messages until nothing moves.

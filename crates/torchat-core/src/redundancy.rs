@@ -1,0 +1,343 @@
+//! The redundancy engine of one group (PROTOCOL §4): matching direct copies and relayed claims
+//! to messages, the settle window, and the trust state of each message.
+//!
+//! A message is identified by (speaker, text); a text a speaker repeats is several messages.
+//! Each claimant's echoes are matched in order: a claim by R goes to the first message with that
+//! speaker and text that R has not vouched for yet; a direct copy goes to the first one without
+//! a direct copy. So R's second "ok" counts for the second "ok", and nobody counts twice.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use torchat_wire::OnionId;
+
+use crate::time::Timestamp;
+use crate::types::{MsgId, Trust};
+
+/// One message as the engine tracks it.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub id: MsgId,
+    pub sender: OnionId,
+    pub text: Vec<u8>,
+    pub direct: bool,
+    pub claimants: BTreeSet<OnionId>,
+    /// When the message was first seen (direct copy or first claim).
+    pub first_seen: Timestamp,
+    /// End of the settle window (relayed-only messages).
+    pub window_end: Option<Timestamp>,
+    /// What was shown, once shown.
+    pub shown: Option<Trust>,
+}
+
+impl Slot {
+    fn trust(&self, n: u32, unconfirmed: bool) -> Trust {
+        let k = u32::try_from(self.claimants.len()).unwrap_or(u32::MAX);
+        if self.direct {
+            Trust::Direct { confirmations: k }
+        } else if unconfirmed {
+            Trust::Unconfirmed { k, n }
+        } else {
+            Trust::Relayed { k, n }
+        }
+    }
+}
+
+/// What the caller should do after feeding the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Nothing to show or update.
+    Nothing,
+    /// Show the message now (first time), with this trust.
+    Show(MsgId, Trust),
+    /// The shown message's trust changed.
+    Update(MsgId, Trust),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Engine {
+    slots: BTreeMap<u64, Slot>,
+    /// Slot numbers per (speaker, text), in arrival order.
+    by_key: BTreeMap<(OnionId, Vec<u8>), VecDeque<u64>>,
+    next: u64,
+}
+
+impl Engine {
+    fn key_slots(&self, sender: &OnionId, text: &[u8]) -> impl Iterator<Item = u64> + '_ {
+        self.by_key
+            .get(&(sender.clone(), text.to_vec()))
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    fn new_slot(
+        &mut self,
+        id: MsgId,
+        sender: &OnionId,
+        text: &[u8],
+        now: Timestamp,
+        max: usize,
+    ) -> u64 {
+        while self.slots.len() >= max.max(1) {
+            self.evict_oldest();
+        }
+        let n = self.next;
+        self.next += 1;
+        let slot = Slot {
+            id,
+            sender: sender.clone(),
+            text: text.to_vec(),
+            direct: false,
+            claimants: BTreeSet::new(),
+            first_seen: now,
+            window_end: None,
+            shown: None,
+        };
+        self.slots.insert(n, slot);
+        self.by_key
+            .entry((sender.clone(), text.to_vec()))
+            .or_default()
+            .push_back(n);
+        n
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some((&n, slot)) = self.slots.iter().next() else {
+            return;
+        };
+        let key = (slot.sender.clone(), slot.text.clone());
+        self.slots.remove(&n);
+        if let Some(q) = self.by_key.get_mut(&key) {
+            q.retain(|x| *x != n);
+            if q.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// A direct copy from the speaker. `new_id` is used if this starts a new message.
+    pub fn direct(
+        &mut self,
+        sender: &OnionId,
+        text: &[u8],
+        new_id: MsgId,
+        now: Timestamp,
+        max: usize,
+    ) -> Outcome {
+        let found = self
+            .key_slots(sender, text)
+            .find(|n| self.slots.get(n).is_some_and(|s| !s.direct));
+        let n = match found {
+            Some(n) => n,
+            None => self.new_slot(new_id, sender, text, now, max),
+        };
+        let Some(s) = self.slots.get_mut(&n) else {
+            return Outcome::Nothing;
+        };
+        s.direct = true;
+        s.window_end = None;
+        let trust = s.trust(0, false);
+        let first = s.shown.is_none();
+        s.shown = Some(trust);
+        if first {
+            Outcome::Show(s.id, trust)
+        } else {
+            Outcome::Update(s.id, trust)
+        }
+    }
+
+    /// A claim by `claimant` that it received `text` directly from `sender`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn claim(
+        &mut self,
+        sender: &OnionId,
+        text: &[u8],
+        claimant: &OnionId,
+        new_id: MsgId,
+        now: Timestamp,
+        window: std::time::Duration,
+        max: usize,
+        n_others: u32,
+    ) -> Outcome {
+        let found = self.key_slots(sender, text).find(|n| {
+            self.slots
+                .get(n)
+                .is_some_and(|s| !s.claimants.contains(claimant))
+        });
+        let n = match found {
+            Some(n) => n,
+            None => {
+                let n = self.new_slot(new_id, sender, text, now, max);
+                if let Some(s) = self.slots.get_mut(&n) {
+                    s.window_end = Some(now + window);
+                }
+                n
+            }
+        };
+        let Some(s) = self.slots.get_mut(&n) else {
+            return Outcome::Nothing;
+        };
+        s.claimants.insert(claimant.clone());
+        match s.shown {
+            None => Outcome::Nothing, // still in the settle window
+            Some(prev) => {
+                let unconfirmed = matches!(prev, Trust::Unconfirmed { .. });
+                let trust = s.trust(n_others, unconfirmed);
+                s.shown = Some(trust);
+                Outcome::Update(s.id, trust)
+            }
+        }
+    }
+
+    /// The earliest end of a settle window still open.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.slots
+            .values()
+            .filter(|s| s.shown.is_none())
+            .filter_map(|s| s.window_end)
+            .min()
+    }
+
+    /// Shows every relayed-only message whose window has ended. `unconfirmed(sender, since)`
+    /// says whether the speaker had an authenticated connection to us from `since` until now.
+    pub fn expire(
+        &mut self,
+        now: Timestamp,
+        n_others: u32,
+        unconfirmed: impl Fn(&OnionId, Timestamp) -> bool,
+    ) -> Vec<(MsgId, Trust)> {
+        let mut out = vec![];
+        for s in self.slots.values_mut() {
+            if s.shown.is_some() || s.window_end.is_none_or(|e| e > now) {
+                continue;
+            }
+            let trust = s.trust(n_others, unconfirmed(&s.sender, s.first_seen));
+            s.shown = Some(trust);
+            out.push((s.id, trust));
+        }
+        out
+    }
+
+    /// The tracked message with this local id.
+    pub fn get(&self, id: MsgId) -> Option<&Slot> {
+        self.slots.values().find(|s| s.id == id)
+    }
+
+    /// Restores a message shown before a restart, so that late copies match it.
+    pub fn restore(&mut self, slot: Slot, max: usize) {
+        let n = self.new_slot(slot.id, &slot.sender, &slot.text, slot.first_seen, max);
+        if let Some(s) = self.slots.get_mut(&n) {
+            *s = slot;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn id(s: &str) -> OnionId {
+        OnionId::parse(&format!("{s:a<16}")).unwrap()
+    }
+
+    fn mid(n: u8) -> MsgId {
+        MsgId([n; 16])
+    }
+
+    const W: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn relayed_message_is_shown_after_the_window_with_k_of_n() {
+        let mut e = Engine::default();
+        let (s, t0) = (id("s"), Timestamp::from_millis(1000));
+        for (i, r) in ["r", "q", "p"].iter().enumerate() {
+            let o = e.claim(&s, b"hi", &id(r), mid(i as u8), t0, W, 100, 10);
+            assert_eq!(o, Outcome::Nothing);
+        }
+        assert_eq!(e.next_deadline(), Some(t0 + W));
+        assert!(e
+            .expire(t0 + W - Duration::from_millis(1), 10, |_, _| false)
+            .is_empty());
+        let shown = e.expire(t0 + W, 10, |_, _| false);
+        assert_eq!(shown, vec![(mid(0), Trust::Relayed { k: 3, n: 10 })]);
+        // A later claim raises k; a repeated claim by the same member opens a new message.
+        assert_eq!(
+            e.claim(&s, b"hi", &id("o"), mid(9), t0, W, 100, 10),
+            Outcome::Update(mid(0), Trust::Relayed { k: 4, n: 10 })
+        );
+        // A late direct copy upgrades it.
+        assert_eq!(
+            e.direct(&s, b"hi", mid(8), t0, 100),
+            Outcome::Update(mid(0), Trust::Direct { confirmations: 4 })
+        );
+    }
+
+    #[test]
+    fn repeated_texts_are_matched_in_order_per_claimant() {
+        let mut e = Engine::default();
+        let (s, r, q, t0) = (id("s"), id("r"), id("q"), Timestamp::from_millis(0));
+        // S says "ok" twice; we get both directly.
+        assert_eq!(
+            e.direct(&s, b"ok", mid(1), t0, 100),
+            Outcome::Show(mid(1), Trust::Direct { confirmations: 0 })
+        );
+        assert_eq!(
+            e.direct(&s, b"ok", mid(2), t0, 100),
+            Outcome::Show(mid(2), Trust::Direct { confirmations: 0 })
+        );
+        // R's first echo counts for the first, its second for the second.
+        assert_eq!(
+            e.claim(&s, b"ok", &r, mid(9), t0, W, 100, 5),
+            Outcome::Update(mid(1), Trust::Direct { confirmations: 1 })
+        );
+        assert_eq!(
+            e.claim(&s, b"ok", &r, mid(9), t0, W, 100, 5),
+            Outcome::Update(mid(2), Trust::Direct { confirmations: 1 })
+        );
+        assert_eq!(
+            e.claim(&s, b"ok", &q, mid(9), t0, W, 100, 5),
+            Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
+        );
+        // A third echo from R is a third message (not shown until its window ends).
+        assert_eq!(
+            e.claim(&s, b"ok", &r, mid(3), t0, W, 100, 5),
+            Outcome::Nothing
+        );
+        assert_eq!(
+            e.expire(t0 + W, 5, |_, _| false),
+            vec![(mid(3), Trust::Relayed { k: 1, n: 5 })]
+        );
+    }
+
+    #[test]
+    fn unconfirmed_when_the_speaker_was_connected() {
+        let mut e = Engine::default();
+        let t0 = Timestamp::from_millis(0);
+        e.claim(&id("s"), b"forged", &id("r"), mid(1), t0, W, 100, 10);
+        let shown = e.expire(t0 + W, 10, |sender, since| {
+            *sender == id("s") && since == t0
+        });
+        assert_eq!(shown, vec![(mid(1), Trust::Unconfirmed { k: 1, n: 10 })]);
+        // More claims keep it unconfirmed; a direct copy clears it.
+        assert_eq!(
+            e.claim(&id("s"), b"forged", &id("q"), mid(2), t0, W, 100, 10),
+            Outcome::Update(mid(1), Trust::Unconfirmed { k: 2, n: 10 })
+        );
+        assert_eq!(
+            e.direct(&id("s"), b"forged", mid(3), t0, 100),
+            Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut e = Engine::default();
+        let t0 = Timestamp::from_millis(0);
+        for i in 0..1000u32 {
+            e.direct(&id("s"), &i.to_be_bytes(), mid(0), t0, 50);
+        }
+        assert_eq!(e.slots.len(), 50);
+        assert_eq!(e.by_key.len(), 50);
+    }
+}
