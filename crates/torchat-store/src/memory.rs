@@ -1,0 +1,311 @@
+//! [`MemoryStore`]: the in-memory [`Store`], for tests and the simulator.
+
+use std::collections::{BTreeMap, HashMap};
+
+use torchat_wire::{GroupId, OnionId};
+
+use crate::op::validate_all;
+use crate::{
+    Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, Result, RowId, Store,
+    StoredMessage,
+};
+
+/// A [`Store`] kept in memory: same semantics as [`SqliteStore`](crate::SqliteStore) (ordering,
+/// idempotence, errors, all-or-nothing batches), nothing survives the value.
+///
+/// `Clone` takes a snapshot (e.g. to model a crash in the simulator: keep a clone, drop the
+/// original).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: State,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    settings: BTreeMap<String, Vec<u8>>,
+    buddies: BTreeMap<String, Buddy>,
+    groups: BTreeMap<String, Group>,
+    /// (gid, member id) → member.
+    members: BTreeMap<(String, String), Member>,
+    messages: BTreeMap<u64, StoredMessage>,
+    by_id: HashMap<MsgId, u64>,
+    /// (message id, claimant id) → claim.
+    claims: BTreeMap<(MsgId, String), Claim>,
+    /// (message id, destination id) → entry.
+    outbox: BTreeMap<(MsgId, String), OutboxEntry>,
+    /// The largest row ever assigned.
+    last_row: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn b(x: bool) -> u64 {
+    u64::from(x)
+}
+
+impl State {
+    /// Applies one validated op. Checks come before any change, so an error leaves the state
+    /// as it was.
+    fn exec(&mut self, op: &Op) -> Result<u64> {
+        Ok(match op {
+            Op::PutSetting { key, value } => {
+                b(self.settings.insert(key.clone(), value.clone()).is_none())
+            }
+            Op::DeleteSetting { key } => b(self.settings.remove(key).is_some()),
+            Op::UpsertBuddy(buddy) => b(self
+                .buddies
+                .insert(buddy.id.as_str().to_owned(), buddy.clone())
+                .is_none()),
+            Op::RemoveBuddy(id) => b(self.buddies.remove(id.as_str()).is_some()),
+            Op::UpsertGroup(g) => b(self
+                .groups
+                .insert(g.gid.as_str().to_owned(), g.clone())
+                .is_none()),
+            Op::SetGroupState { gid, state } => match self.groups.get_mut(gid.as_str()) {
+                Some(g) => {
+                    g.state = *state;
+                    1
+                }
+                None => 0,
+            },
+            Op::RemoveGroup(gid) => {
+                let existed = self.groups.remove(gid.as_str()).is_some();
+                self.members.retain(|(g, _), _| g != gid.as_str());
+                b(existed)
+            }
+            Op::AddMember(m) => {
+                if !self.groups.contains_key(m.gid.as_str()) {
+                    return Err(Error::UnknownGroup(m.gid.clone()));
+                }
+                let key = (m.gid.as_str().to_owned(), m.id.as_str().to_owned());
+                match self.members.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => 0,
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(m.clone());
+                        1
+                    }
+                }
+            }
+            Op::RemoveMember { gid, id } => b(self
+                .members
+                .remove(&(gid.as_str().to_owned(), id.as_str().to_owned()))
+                .is_some()),
+            Op::InsertMessage(msg) => {
+                if self.by_id.contains_key(&msg.id) {
+                    0
+                } else {
+                    self.last_row += 1;
+                    let row = self.last_row;
+                    self.by_id.insert(msg.id, row);
+                    self.messages.insert(
+                        row,
+                        StoredMessage {
+                            row: RowId(row),
+                            msg: msg.clone(),
+                        },
+                    );
+                    1
+                }
+            }
+            Op::UpdateDelivery { id, delivery } => match self.message_mut(id) {
+                Some(m) => {
+                    m.msg.delivery = Some(*delivery);
+                    1
+                }
+                None => 0,
+            },
+            Op::UpdateTrust { id, trust } => match self.message_mut(id) {
+                Some(m) => {
+                    m.msg.trust = Some(*trust);
+                    1
+                }
+                None => 0,
+            },
+            Op::AddClaim(c) => {
+                self.require_message(&c.msg_id)?;
+                let key = (c.msg_id, c.claimant.as_str().to_owned());
+                match self.claims.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => 0,
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(c.clone());
+                        1
+                    }
+                }
+            }
+            Op::OutboxAdd(e) => {
+                self.require_message(&e.msg_id)?;
+                let key = (e.msg_id, e.dest.as_str().to_owned());
+                match self.outbox.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => 0,
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(e.clone());
+                        1
+                    }
+                }
+            }
+            Op::OutboxAttempt { id, dest, next_at } => {
+                match self.outbox.get_mut(&(*id, dest.as_str().to_owned())) {
+                    Some(e) => {
+                        e.attempts = e.attempts.saturating_add(1);
+                        e.next_at = *next_at;
+                        1
+                    }
+                    None => 0,
+                }
+            }
+            Op::OutboxRemove { id, dest } => b(self
+                .outbox
+                .remove(&(*id, dest.as_str().to_owned()))
+                .is_some()),
+            Op::OutboxExpire { now } => {
+                let before = self.outbox.len();
+                self.outbox.retain(|_, e| e.expires_at > *now);
+                (before - self.outbox.len()) as u64
+            }
+        })
+    }
+
+    fn message_mut(&mut self, id: &MsgId) -> Option<&mut StoredMessage> {
+        let row = self.by_id.get(id)?;
+        self.messages.get_mut(row)
+    }
+
+    fn require_message(&self, id: &MsgId) -> Result<()> {
+        if self.by_id.contains_key(id) {
+            Ok(())
+        } else {
+            Err(Error::UnknownMessage(*id))
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn apply(&mut self, ops: &[Op]) -> Result<Vec<u64>> {
+        validate_all(ops)?;
+        if let [op] = ops {
+            // A single op checks before it changes anything: no copy needed.
+            return Ok(vec![self.state.exec(op)?]);
+        }
+        let mut work = self.state.clone();
+        let out = ops
+            .iter()
+            .map(|op| work.exec(op))
+            .collect::<Result<Vec<u64>>>()?;
+        self.state = work;
+        Ok(out)
+    }
+
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.state.settings.get(key).cloned())
+    }
+
+    fn settings(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .state
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn buddy(&self, id: &OnionId) -> Result<Option<Buddy>> {
+        Ok(self.state.buddies.get(id.as_str()).cloned())
+    }
+
+    fn buddies(&self) -> Result<Vec<Buddy>> {
+        Ok(self.state.buddies.values().cloned().collect())
+    }
+
+    fn group(&self, gid: &GroupId) -> Result<Option<Group>> {
+        Ok(self.state.groups.get(gid.as_str()).cloned())
+    }
+
+    fn groups(&self) -> Result<Vec<Group>> {
+        Ok(self.state.groups.values().cloned().collect())
+    }
+
+    fn members(&self, gid: &GroupId) -> Result<Vec<Member>> {
+        let mut out: Vec<Member> = self
+            .state
+            .members
+            .values()
+            .filter(|m| m.gid == *gid)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.added_at, a.id.as_str()).cmp(&(b.added_at, b.id.as_str())));
+        Ok(out)
+    }
+
+    fn message(&self, id: &MsgId) -> Result<Option<StoredMessage>> {
+        Ok(self
+            .state
+            .by_id
+            .get(id)
+            .and_then(|row| self.state.messages.get(row))
+            .cloned())
+    }
+
+    fn history(
+        &self,
+        conversation: &Conversation,
+        before: Option<RowId>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let end = before.map_or(u64::MAX, |r| r.0);
+        let mut out: Vec<StoredMessage> = self
+            .state
+            .messages
+            .range(..end)
+            .rev()
+            .map(|(_, m)| m)
+            .filter(|m| m.msg.conversation == *conversation)
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    fn conversations(&self) -> Result<Vec<Conversation>> {
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .state
+            .messages
+            .values()
+            .rev()
+            .filter(|m| seen.insert(&m.msg.conversation))
+            .map(|m| m.msg.conversation.clone())
+            .collect())
+    }
+
+    fn claims(&self, id: &MsgId) -> Result<Vec<Claim>> {
+        let mut out: Vec<Claim> = self
+            .state
+            .claims
+            .values()
+            .filter(|c| c.msg_id == *id)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            (a.received_at, a.claimant.as_str()).cmp(&(b.received_at, b.claimant.as_str()))
+        });
+        Ok(out)
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let mut out: Vec<OutboxEntry> = self.state.outbox.values().cloned().collect();
+        out.sort_by(|a, b| {
+            (a.created_at, a.msg_id, a.dest.as_str()).cmp(&(
+                b.created_at,
+                b.msg_id,
+                b.dest.as_str(),
+            ))
+        });
+        Ok(out)
+    }
+}

@@ -1,0 +1,164 @@
+//! Writes as values: one [`Op`] per logical change, applied in batches by [`Store::apply`].
+//!
+//! Both implementations validate every op with the same function before touching anything, so
+//! a batch fails the same way on either.
+//!
+//! [`Store::apply`]: crate::Store::apply
+
+use torchat_wire::{GroupId, OnionId};
+
+use crate::{
+    Buddy, Claim, Delivery, Error, Group, GroupState, Member, Message, MsgId, OutboxEntry, Result,
+    Trust,
+};
+
+/// One write. The number each op yields in [`Store::apply`]'s result is documented per variant.
+///
+/// [`Store::apply`]: crate::Store::apply
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Sets a setting. Yields 1 if the key was new, 0 if it was overwritten.
+    PutSetting {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Deletes a setting. Yields 1 if it existed.
+    DeleteSetting {
+        /// The key.
+        key: String,
+    },
+    /// Inserts or replaces a buddy. Yields 1 if new, 0 if replaced.
+    UpsertBuddy(Buddy),
+    /// Removes a buddy (their messages stay). Yields 1 if it existed.
+    RemoveBuddy(OnionId),
+    /// Inserts or replaces a group (its members stay). Yields 1 if new, 0 if replaced.
+    UpsertGroup(Group),
+    /// Sets a group's state. Yields 1 if the group exists.
+    SetGroupState {
+        /// The group.
+        gid: GroupId,
+        /// The new state.
+        state: GroupState,
+    },
+    /// Removes a group and its members (its messages stay). Yields 1 if it existed.
+    RemoveGroup(GroupId),
+    /// Adds a member; the group must exist ([`Error::UnknownGroup`]). Yields 1 if new, 0 if
+    /// already a member (the stored `added_at` is kept).
+    AddMember(Member),
+    /// Removes a member. Yields 1 if it was one.
+    RemoveMember {
+        /// The group.
+        gid: GroupId,
+        /// The member.
+        id: OnionId,
+    },
+    /// Inserts a message unless one with the same id is stored. Yields 1 if new, 0 if the id
+    /// was already there (the stored message is left untouched).
+    InsertMessage(Message),
+    /// Sets a message's delivery state. Yields 1 if the message exists.
+    UpdateDelivery {
+        /// The message.
+        id: MsgId,
+        /// The new state.
+        delivery: Delivery,
+    },
+    /// Sets a message's trust state. Yields 1 if the message exists.
+    UpdateTrust {
+        /// The message.
+        id: MsgId,
+        /// The new state.
+        trust: Trust,
+    },
+    /// Records a claim; the message must exist ([`Error::UnknownMessage`]). Yields 1 if new,
+    /// 0 if this claimant already claimed this message.
+    AddClaim(Claim),
+    /// Queues a transmission; the message must exist ([`Error::UnknownMessage`]). Yields 1 if
+    /// new, 0 if `(msg_id, dest)` is already queued (the stored entry is kept).
+    OutboxAdd(OutboxEntry),
+    /// Counts one attempt of `(id, dest)` and defers it to `next_at`. Yields 1 if queued.
+    OutboxAttempt {
+        /// The message.
+        id: MsgId,
+        /// The destination.
+        dest: OnionId,
+        /// Not due again before this time (ms).
+        next_at: u64,
+    },
+    /// Removes `(id, dest)` from the outbox (done or abandoned). Yields 1 if it was queued.
+    OutboxRemove {
+        /// The message.
+        id: MsgId,
+        /// The destination.
+        dest: OnionId,
+    },
+    /// Removes every entry with `expires_at <= now`. Yields how many were removed.
+    OutboxExpire {
+        /// The current time (ms).
+        now: u64,
+    },
+}
+
+/// The largest timestamp the store keeps (SQLite integers are signed 64-bit).
+pub const MAX_TIME: u64 = i64::MAX as u64;
+
+fn time(what: &str, t: u64) -> Result<()> {
+    if t > MAX_TIME {
+        return Err(Error::Invalid(format!(
+            "{what} {t} is over the largest storable time {MAX_TIME}"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts a validated time to SQLite's integer type.
+pub(crate) fn to_sql_time(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+impl Op {
+    /// Checks that the op's values can be stored faithfully. Called by both implementations
+    /// before applying anything.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Op::UpsertGroup(g) => {
+                time("group created_at", g.created_at)?;
+                for m in &g.modes {
+                    if m.is_empty() || m.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        return Err(Error::Invalid(format!(
+                            "group mode {m:?} is empty or contains whitespace"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            Op::AddMember(m) => time("member added_at", m.added_at),
+            Op::InsertMessage(m) => time("message timestamp", m.timestamp),
+            Op::AddClaim(c) => time("claim received_at", c.received_at),
+            Op::OutboxAdd(e) => {
+                time("outbox created_at", e.created_at)?;
+                time("outbox expires_at", e.expires_at)?;
+                time("outbox next_at", e.next_at)
+            }
+            Op::OutboxAttempt { next_at, .. } => time("outbox next_at", *next_at),
+            // `now` is only compared with stored (valid) times, so any value works.
+            Op::OutboxExpire { .. }
+            | Op::PutSetting { .. }
+            | Op::DeleteSetting { .. }
+            | Op::UpsertBuddy(_)
+            | Op::RemoveBuddy(_)
+            | Op::SetGroupState { .. }
+            | Op::RemoveGroup(_)
+            | Op::RemoveMember { .. }
+            | Op::UpdateDelivery { .. }
+            | Op::UpdateTrust { .. }
+            | Op::OutboxRemove { .. } => Ok(()),
+        }
+    }
+}
+
+/// Validates a whole batch.
+pub(crate) fn validate_all(ops: &[Op]) -> Result<()> {
+    ops.iter().try_for_each(Op::validate)
+}

@@ -1,0 +1,223 @@
+//! Column encodings: our types to SQLite values and back. Reading back checks everything and
+//! reports a bad value as [`Error::Corrupt`].
+
+use rusqlite::Row;
+use torchat_wire::{GroupId, OnionId};
+
+use crate::{
+    Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Error, Group, GroupState, Member,
+    Message, MsgId, OutboxEntry, Result, RowId, StoredMessage, Trust,
+};
+
+fn corrupt(what: &str, value: impl std::fmt::Debug) -> Error {
+    Error::Corrupt(format!("{what}: {value:?}"))
+}
+
+pub(super) fn onion(s: String) -> Result<OnionId> {
+    OnionId::parse(&s).map_err(|_| corrupt("onion id", s))
+}
+
+fn gid(s: String) -> Result<GroupId> {
+    GroupId::new(&s).ok_or_else(|| corrupt("group id", s))
+}
+
+pub(super) fn msg_id(v: Vec<u8>) -> Result<MsgId> {
+    <[u8; 16]>::try_from(v.as_slice())
+        .map(MsgId)
+        .map_err(|_| corrupt("message id", v))
+}
+
+fn time(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| corrupt("time", v))
+}
+
+fn count(v: i64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| corrupt("count", v))
+}
+
+pub(super) fn buddy_kind(k: BuddyKind) -> &'static str {
+    match k {
+        BuddyKind::Permanent => "permanent",
+        BuddyKind::Temporary => "temporary",
+        BuddyKind::Blocked => "blocked",
+    }
+}
+
+pub(super) fn group_state(s: GroupState) -> &'static str {
+    match s {
+        GroupState::Joining => "joining",
+        GroupState::Joined => "joined",
+        GroupState::Left => "left",
+    }
+}
+
+pub(super) fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::In => "in",
+        Direction::Out => "out",
+    }
+}
+
+/// `(conv_kind, conv)`.
+pub(super) fn conversation(c: &Conversation) -> (&'static str, &str) {
+    match c {
+        Conversation::Buddy(id) => ("buddy", id.as_str()),
+        Conversation::Group(g) => ("group", g.as_str()),
+    }
+}
+
+/// `(delivery, delivery_k)`.
+pub(super) fn delivery(d: Delivery) -> (&'static str, i64) {
+    match d {
+        Delivery::Queued => ("queued", 0),
+        Delivery::Sent => ("sent", 0),
+        Delivery::Delivered(k) => ("delivered", i64::from(k)),
+        Delivery::Failed => ("failed", 0),
+    }
+}
+
+/// `(trust, trust_k, trust_n)`.
+pub(super) fn trust(t: Trust) -> (&'static str, i64, i64) {
+    match t {
+        Trust::Direct => ("direct", 0, 0),
+        Trust::Relayed { k, n } => ("relayed", i64::from(k), i64::from(n)),
+        Trust::Signed => ("signed", 0, 0),
+        Trust::Unconfirmed => ("unconfirmed", 0, 0),
+        Trust::Own => ("own", 0, 0),
+    }
+}
+
+/// Group modes as stored: space-separated (validated to contain no whitespace).
+pub(super) fn modes(m: &[String]) -> String {
+    m.join(" ")
+}
+
+/// Columns: id, kind, alias, profile_name, profile_text, client, version.
+pub(super) const BUDDY_COLS: &str = "id, kind, alias, profile_name, profile_text, client, version";
+
+pub(super) fn read_buddy(r: &Row<'_>) -> Result<Buddy> {
+    let kind: String = r.get(1)?;
+    Ok(Buddy {
+        id: onion(r.get(0)?)?,
+        kind: match kind.as_str() {
+            "permanent" => BuddyKind::Permanent,
+            "temporary" => BuddyKind::Temporary,
+            "blocked" => BuddyKind::Blocked,
+            _ => return Err(corrupt("buddy kind", kind)),
+        },
+        alias: r.get(2)?,
+        profile_name: r.get(3)?,
+        profile_text: r.get(4)?,
+        client: r.get(5)?,
+        version: r.get(6)?,
+    })
+}
+
+/// Columns: gid, modes, invited_by, state, created_at.
+pub(super) const GROUP_COLS: &str = "gid, modes, invited_by, state, created_at";
+
+pub(super) fn read_group(r: &Row<'_>) -> Result<Group> {
+    let modes: String = r.get(1)?;
+    let state: String = r.get(3)?;
+    Ok(Group {
+        gid: gid(r.get(0)?)?,
+        modes: modes
+            .split(' ')
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        invited_by: r.get::<_, Option<String>>(2)?.map(onion).transpose()?,
+        state: match state.as_str() {
+            "joining" => GroupState::Joining,
+            "joined" => GroupState::Joined,
+            "left" => GroupState::Left,
+            _ => return Err(corrupt("group state", state)),
+        },
+        created_at: time(r.get(4)?)?,
+    })
+}
+
+/// Columns: gid, member, added_at.
+pub(super) fn read_member(r: &Row<'_>) -> Result<Member> {
+    Ok(Member {
+        gid: gid(r.get(0)?)?,
+        id: onion(r.get(1)?)?,
+        added_at: time(r.get(2)?)?,
+    })
+}
+
+/// Columns of a message, in the order [`read_message`] expects.
+pub(super) const MESSAGE_COLS: &str = "seq, msg_id, conv_kind, conv, direction, sender, text, ts, \
+                                       delivery, delivery_k, trust, trust_k, trust_n";
+
+pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
+    let kind: String = r.get(2)?;
+    let conv: String = r.get(3)?;
+    let dir: String = r.get(4)?;
+    let delivery: Option<String> = r.get(8)?;
+    let trust: Option<String> = r.get(10)?;
+    let msg = Message {
+        id: msg_id(r.get(1)?)?,
+        conversation: match kind.as_str() {
+            "buddy" => Conversation::Buddy(onion(conv)?),
+            "group" => Conversation::Group(gid(conv)?),
+            _ => return Err(corrupt("conversation kind", kind)),
+        },
+        direction: match dir.as_str() {
+            "in" => Direction::In,
+            "out" => Direction::Out,
+            _ => return Err(corrupt("direction", dir)),
+        },
+        sender: onion(r.get(5)?)?,
+        text: r.get(6)?,
+        timestamp: time(r.get(7)?)?,
+        delivery: match delivery.as_deref() {
+            None => None,
+            Some("queued") => Some(Delivery::Queued),
+            Some("sent") => Some(Delivery::Sent),
+            Some("delivered") => Some(Delivery::Delivered(count(r.get(9)?)?)),
+            Some("failed") => Some(Delivery::Failed),
+            Some(_) => return Err(corrupt("delivery", delivery)),
+        },
+        trust: match trust.as_deref() {
+            None => None,
+            Some("direct") => Some(Trust::Direct),
+            Some("relayed") => Some(Trust::Relayed {
+                k: count(r.get(11)?)?,
+                n: count(r.get(12)?)?,
+            }),
+            Some("signed") => Some(Trust::Signed),
+            Some("unconfirmed") => Some(Trust::Unconfirmed),
+            Some("own") => Some(Trust::Own),
+            Some(_) => return Err(corrupt("trust", trust)),
+        },
+    };
+    let seq: i64 = r.get(0)?;
+    Ok(StoredMessage {
+        row: RowId(time(seq)?),
+        msg,
+    })
+}
+
+/// Columns: msg_id, claimant, received_at.
+pub(super) fn read_claim(r: &Row<'_>) -> Result<Claim> {
+    Ok(Claim {
+        msg_id: msg_id(r.get(0)?)?,
+        claimant: onion(r.get(1)?)?,
+        received_at: time(r.get(2)?)?,
+    })
+}
+
+/// Columns of an outbox entry, in the order [`read_outbox`] expects.
+pub(super) const OUTBOX_COLS: &str = "msg_id, dest, created_at, expires_at, attempts, next_at";
+
+pub(super) fn read_outbox(r: &Row<'_>) -> Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        msg_id: msg_id(r.get(0)?)?,
+        dest: onion(r.get(1)?)?,
+        created_at: time(r.get(2)?)?,
+        expires_at: time(r.get(3)?)?,
+        attempts: count(r.get(4)?)?,
+        next_at: time(r.get(5)?)?,
+    })
+}

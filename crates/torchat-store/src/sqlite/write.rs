@@ -1,0 +1,216 @@
+//! Applying one [`Op`] inside an open transaction.
+//!
+//! Inserts use `ON CONFLICT ... DO NOTHING` / `DO UPDATE` (never `INSERT OR REPLACE`, which
+//! would delete and re-insert the row and so cascade to a group's members, and never
+//! `INSERT OR IGNORE`, which would also swallow `CHECK` failures).
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::codec;
+use crate::op::to_sql_time;
+use crate::{Error, MsgId, Op, Result};
+
+fn exists(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(sql)?
+        .query_row(p, |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn run(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<u64> {
+    let n = tx.prepare_cached(sql)?.execute(p)?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+fn require_message(tx: &Transaction<'_>, id: &MsgId) -> Result<()> {
+    if exists(tx, "SELECT 1 FROM messages WHERE msg_id = ?1", [&id.0[..]])? {
+        Ok(())
+    } else {
+        Err(Error::UnknownMessage(*id))
+    }
+}
+
+/// Applies a validated op; the caller commits or rolls back.
+pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
+    match op {
+        Op::PutSetting { key, value } => {
+            let new = !exists(tx, "SELECT 1 FROM settings WHERE key = ?1", [key])?;
+            run(
+                tx,
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(u64::from(new))
+        }
+        Op::DeleteSetting { key } => run(tx, "DELETE FROM settings WHERE key = ?1", [key]),
+        Op::UpsertBuddy(b) => {
+            let new = !exists(tx, "SELECT 1 FROM buddies WHERE id = ?1", [b.id.as_str()])?;
+            run(
+                tx,
+                "INSERT INTO buddies (id, kind, alias, profile_name, profile_text, client, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, alias = excluded.alias,
+                   profile_name = excluded.profile_name, profile_text = excluded.profile_text,
+                   client = excluded.client, version = excluded.version",
+                params![
+                    b.id.as_str(),
+                    codec::buddy_kind(b.kind),
+                    b.alias,
+                    b.profile_name,
+                    b.profile_text,
+                    b.client,
+                    b.version
+                ],
+            )?;
+            Ok(u64::from(new))
+        }
+        Op::RemoveBuddy(id) => run(tx, "DELETE FROM buddies WHERE id = ?1", [id.as_str()]),
+        Op::UpsertGroup(g) => {
+            let new = !exists(
+                tx,
+                "SELECT 1 FROM group_chats WHERE gid = ?1",
+                [g.gid.as_str()],
+            )?;
+            run(
+                tx,
+                "INSERT INTO group_chats (gid, modes, invited_by, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (gid) DO UPDATE SET modes = excluded.modes,
+                   invited_by = excluded.invited_by, state = excluded.state,
+                   created_at = excluded.created_at",
+                params![
+                    g.gid.as_str(),
+                    codec::modes(&g.modes),
+                    g.invited_by.as_ref().map(|i| i.as_str()),
+                    codec::group_state(g.state),
+                    to_sql_time(g.created_at)
+                ],
+            )?;
+            Ok(u64::from(new))
+        }
+        Op::SetGroupState { gid, state } => run(
+            tx,
+            "UPDATE group_chats SET state = ?2 WHERE gid = ?1",
+            params![gid.as_str(), codec::group_state(*state)],
+        ),
+        // Members go by `ON DELETE CASCADE`.
+        Op::RemoveGroup(gid) => run(tx, "DELETE FROM group_chats WHERE gid = ?1", [gid.as_str()]),
+        Op::AddMember(m) => {
+            let group = exists(
+                tx,
+                "SELECT 1 FROM group_chats WHERE gid = ?1",
+                [m.gid.as_str()],
+            )?;
+            if !group {
+                return Err(Error::UnknownGroup(m.gid.clone()));
+            }
+            run(
+                tx,
+                "INSERT INTO group_members (gid, member, added_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (gid, member) DO NOTHING",
+                params![m.gid.as_str(), m.id.as_str(), to_sql_time(m.added_at)],
+            )
+        }
+        Op::RemoveMember { gid, id } => run(
+            tx,
+            "DELETE FROM group_members WHERE gid = ?1 AND member = ?2",
+            params![gid.as_str(), id.as_str()],
+        ),
+        Op::InsertMessage(m) => {
+            let (kind, conv) = codec::conversation(&m.conversation);
+            let (delivery, delivery_k) = match m.delivery.map(codec::delivery) {
+                Some((d, k)) => (Some(d), k),
+                None => (None, 0),
+            };
+            let (trust, trust_k, trust_n) = match m.trust.map(codec::trust) {
+                Some((t, k, n)) => (Some(t), k, n),
+                None => (None, 0, 0),
+            };
+            run(
+                tx,
+                "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts,
+                   delivery, delivery_k, trust, trust_k, trust_n)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (msg_id) DO NOTHING",
+                params![
+                    &m.id.0[..],
+                    kind,
+                    conv,
+                    codec::direction(m.direction),
+                    m.sender.as_str(),
+                    m.text,
+                    to_sql_time(m.timestamp),
+                    delivery,
+                    delivery_k,
+                    trust,
+                    trust_k,
+                    trust_n
+                ],
+            )
+        }
+        Op::UpdateDelivery { id, delivery } => {
+            let (d, k) = codec::delivery(*delivery);
+            run(
+                tx,
+                "UPDATE messages SET delivery = ?2, delivery_k = ?3 WHERE msg_id = ?1",
+                params![&id.0[..], d, k],
+            )
+        }
+        Op::UpdateTrust { id, trust } => {
+            let (t, k, n) = codec::trust(*trust);
+            run(
+                tx,
+                "UPDATE messages SET trust = ?2, trust_k = ?3, trust_n = ?4 WHERE msg_id = ?1",
+                params![&id.0[..], t, k, n],
+            )
+        }
+        Op::AddClaim(c) => {
+            require_message(tx, &c.msg_id)?;
+            run(
+                tx,
+                "INSERT INTO claims (msg_id, claimant, received_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (msg_id, claimant) DO NOTHING",
+                params![
+                    &c.msg_id.0[..],
+                    c.claimant.as_str(),
+                    to_sql_time(c.received_at)
+                ],
+            )
+        }
+        Op::OutboxAdd(e) => {
+            require_message(tx, &e.msg_id)?;
+            run(
+                tx,
+                "INSERT INTO outbox (msg_id, dest, created_at, expires_at, attempts, next_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (msg_id, dest) DO NOTHING",
+                params![
+                    &e.msg_id.0[..],
+                    e.dest.as_str(),
+                    to_sql_time(e.created_at),
+                    to_sql_time(e.expires_at),
+                    i64::from(e.attempts),
+                    to_sql_time(e.next_at)
+                ],
+            )
+        }
+        Op::OutboxAttempt { id, dest, next_at } => run(
+            tx,
+            "UPDATE outbox SET attempts = min(attempts + 1, 4294967295), next_at = ?3
+             WHERE msg_id = ?1 AND dest = ?2",
+            params![&id.0[..], dest.as_str(), to_sql_time(*next_at)],
+        ),
+        Op::OutboxRemove { id, dest } => run(
+            tx,
+            "DELETE FROM outbox WHERE msg_id = ?1 AND dest = ?2",
+            params![&id.0[..], dest.as_str()],
+        ),
+        Op::OutboxExpire { now } => run(
+            tx,
+            "DELETE FROM outbox WHERE expires_at <= ?1",
+            [to_sql_time(*now)],
+        ),
+    }
+}
