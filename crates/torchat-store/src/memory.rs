@@ -6,8 +6,8 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::op::validate_all;
 use crate::{
-    Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, Result, RowId, Store,
-    StoredMessage,
+    Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, QueuedPacket, Result,
+    RowId, Store, StoredMessage,
 };
 
 /// A [`Store`] kept in memory: same semantics as [`SqliteStore`](crate::SqliteStore) (ordering,
@@ -33,6 +33,8 @@ struct State {
     claims: BTreeMap<(MsgId, String), Claim>,
     /// (message id, destination id) → entry.
     outbox: BTreeMap<(MsgId, String), OutboxEntry>,
+    /// Queued packets in insertion order.
+    packets: Vec<QueuedPacket>,
     /// The largest row ever assigned.
     last_row: u64,
 }
@@ -166,6 +168,19 @@ impl State {
                 let before = self.outbox.len();
                 self.outbox.retain(|_, e| e.expires_at > *now);
                 (before - self.outbox.len()) as u64
+            }
+            Op::QueuePacket(q) => {
+                if self.packets.iter().any(|p| p.id == q.id) {
+                    0
+                } else {
+                    self.packets.push(q.clone());
+                    1
+                }
+            }
+            Op::DequeuePacket { id } => {
+                let before = self.packets.len();
+                self.packets.retain(|p| p.id != *id);
+                (before - self.packets.len()) as u64
             }
         })
     }
@@ -307,5 +322,9 @@ impl Store for MemoryStore {
             ))
         });
         Ok(out)
+    }
+
+    fn queued_packets(&self) -> Result<Vec<QueuedPacket>> {
+        Ok(self.state.packets.clone())
     }
 }

@@ -8,8 +8,8 @@
 use torchat_wire::{GroupId, OnionId};
 
 use crate::{
-    Buddy, Claim, Delivery, Error, Group, GroupState, Member, Message, MsgId, OutboxEntry, Result,
-    Trust,
+    Buddy, Claim, Delivery, Error, Group, GroupState, Member, Message, MsgId, OutboxEntry,
+    QueuedPacket, Result, Trust,
 };
 
 /// One write. The number each op yields in [`Store::apply`]'s result is documented per variant.
@@ -98,6 +98,13 @@ pub enum Op {
         /// The current time (ms).
         now: u64,
     },
+    /// Queues a packet (returns 1 if new, 0 if that id was already queued).
+    QueuePacket(QueuedPacket),
+    /// Removes a queued packet (returns 1 if it was there).
+    DequeuePacket {
+        /// Entry id.
+        id: MsgId,
+    },
 }
 
 /// The largest timestamp the store keeps (SQLite integers are signed 64-bit).
@@ -142,6 +149,8 @@ impl Op {
                 time("outbox next_at", e.next_at)
             }
             Op::OutboxAttempt { next_at, .. } => time("outbox next_at", *next_at),
+            Op::QueuePacket(q) => time("queued packet expires_at", q.expires_at),
+            Op::DequeuePacket { .. } => Ok(()),
             // `now` is only compared with stored (valid) times, so any value works.
             Op::OutboxExpire { .. }
             | Op::PutSetting { .. }

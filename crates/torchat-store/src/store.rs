@@ -4,7 +4,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Conversation, Delivery, Group, GroupState, Member, Message, MsgId, Op,
-    OutboxEntry, Result, RowId, StoredMessage, Trust,
+    OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Trust,
 };
 
 /// Durable storage for one torchat node.
@@ -48,6 +48,8 @@ pub trait Store: Send {
     fn conversations(&self) -> Result<Vec<Conversation>>;
     /// The claims on a message, ordered by `received_at`, then claimant.
     fn claims(&self, id: &MsgId) -> Result<Vec<Claim>>;
+    /// Every queued packet, oldest first.
+    fn queued_packets(&self) -> Result<Vec<QueuedPacket>>;
     /// The whole outbox, ordered by `created_at`, message id, destination.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
     /// The entries due at `now` (`next_at <= now < expires_at`), in [`Store::outbox`] order.

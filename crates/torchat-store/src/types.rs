@@ -323,3 +323,21 @@ mod tests {
         assert!(!e.is_due(14));
     }
 }
+
+/// A protocol line queued for a peer that is not reachable now (the core's per-member group
+/// outbox: messages, relayed copies, leaves). Kept in insertion order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedPacket {
+    /// Unique id of the entry.
+    pub id: MsgId,
+    /// Who it is for.
+    pub dest: OnionId,
+    /// The group it belongs to.
+    pub gid: GroupId,
+    /// The encoded line.
+    pub line: Vec<u8>,
+    /// Dropped after this time (ms).
+    pub expires_at: u64,
+    /// Our own message it delivers, if it is one.
+    pub own: Option<MsgId>,
+}

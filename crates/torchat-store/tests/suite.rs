@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use torchat_store::{
     BuddyKind, Claim, Conversation, Delivery, Direction, Error, GroupState, Member, Message, Op,
-    OutboxEntry, RowId, Store, Trust, MAX_TIME,
+    OutboxEntry, QueuedPacket, RowId, Store, Trust, MAX_TIME,
 };
 
 /// Generates one `#[test]` per case for one implementation.
@@ -22,7 +22,7 @@ macro_rules! suite {
                 delivery_and_trust_updates, history_pages_and_isolation, conversations_order,
                 claims_unique_per_message_and_claimant, claim_on_unknown_message_is_an_error,
                 outbox_lifecycle, outbox_needs_a_stored_message, batch_results,
-                batch_is_all_or_nothing, invalid_values_are_rejected);
+                batch_is_all_or_nothing, invalid_values_are_rejected, packet_queue_keeps_order);
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -490,5 +490,40 @@ mod cases {
         assert_eq!(s.groups().unwrap(), vec![]);
         assert_eq!(s.outbox().unwrap(), vec![]);
         assert_eq!(s.conversations().unwrap(), vec![Conversation::Buddy(a)]);
+    }
+
+    pub fn packet_queue_keeps_order(s: &mut dyn Store) {
+        let q = |n: u64, to: char| QueuedPacket {
+            id: mid(n),
+            dest: oid(to),
+            gid: gid("g"),
+            line: format!("groupchat_message g {n}\n").into_bytes(),
+            expires_at: 1000 + n,
+            own: (n % 2 == 0).then(|| mid(n + 100)),
+        };
+        assert_eq!(s.queued_packets().unwrap(), vec![]);
+        let r = s
+            .apply(&[
+                Op::QueuePacket(q(3, 'b')),
+                Op::QueuePacket(q(1, 'a')),
+                Op::QueuePacket(q(2, 'b')),
+            ])
+            .unwrap();
+        assert_eq!(r, vec![1, 1, 1]);
+        // Replaying an insert is a no-op.
+        assert_eq!(s.apply(&[Op::QueuePacket(q(1, 'a'))]).unwrap(), vec![0]);
+        assert_eq!(
+            s.queued_packets().unwrap(),
+            vec![q(3, 'b'), q(1, 'a'), q(2, 'b')]
+        );
+        assert_eq!(
+            s.apply(&[
+                Op::DequeuePacket { id: mid(1) },
+                Op::DequeuePacket { id: mid(1) }
+            ])
+            .unwrap(),
+            vec![1, 0]
+        );
+        assert_eq!(s.queued_packets().unwrap(), vec![q(3, 'b'), q(2, 'b')]);
     }
 }

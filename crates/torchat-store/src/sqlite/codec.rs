@@ -6,7 +6,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Error, Group, GroupState, Member,
-    Message, MsgId, OutboxEntry, Result, RowId, StoredMessage, Trust,
+    Message, MsgId, OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Trust,
 };
 
 fn corrupt(what: &str, value: impl std::fmt::Debug) -> Error {
@@ -219,5 +219,17 @@ pub(super) fn read_outbox(r: &Row<'_>) -> Result<OutboxEntry> {
         expires_at: time(r.get(3)?)?,
         attempts: count(r.get(4)?)?,
         next_at: time(r.get(5)?)?,
+    })
+}
+
+pub(super) fn read_queued(r: &Row<'_>) -> Result<QueuedPacket> {
+    let own: Option<Vec<u8>> = r.get(5)?;
+    Ok(QueuedPacket {
+        id: msg_id(r.get(0)?)?,
+        dest: onion(r.get(1)?)?,
+        gid: gid(r.get(2)?)?,
+        line: r.get(3)?,
+        expires_at: time(r.get(4)?)?,
+        own: own.map(msg_id).transpose()?,
     })
 }

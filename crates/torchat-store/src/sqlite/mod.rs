@@ -23,8 +23,8 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::op::{to_sql_time, validate_all};
 use crate::{
-    Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, Result, RowId, Store,
-    StoredMessage,
+    Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, QueuedPacket, Result,
+    RowId, Store, StoredMessage,
 };
 
 /// How long a write waits for another connection's lock before failing with "busy".
@@ -317,5 +317,13 @@ impl Store for SqliteStore {
             codec::OUTBOX_COLS
         );
         self.collect(&sql, [to_sql_time(now)], codec::read_outbox)
+    }
+
+    fn queued_packets(&self) -> Result<Vec<QueuedPacket>> {
+        self.collect(
+            "SELECT id, dest, gid, line, expires_at, own FROM packet_queue ORDER BY seq",
+            [],
+            codec::read_queued,
+        )
     }
 }

@@ -76,6 +76,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX outbox_by_next ON outbox (next_at);
     ",
+    // 1 -> 2: the core's per-member packet queue (group outbox).
+    "
+    CREATE TABLE packet_queue (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         BLOB NOT NULL UNIQUE,
+        dest       TEXT NOT NULL,
+        gid        TEXT NOT NULL,
+        line       BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        own        BLOB
+    );
+    ",
 ];
 
 /// The schema version this code writes.

@@ -212,5 +212,19 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
             "DELETE FROM outbox WHERE expires_at <= ?1",
             [to_sql_time(*now)],
         ),
+        Op::QueuePacket(q) => run(
+            tx,
+            "INSERT INTO packet_queue (id, dest, gid, line, expires_at, own)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            params![
+                &q.id.0[..],
+                q.dest.as_str(),
+                q.gid.as_str(),
+                &q.line[..],
+                to_sql_time(q.expires_at),
+                q.own.as_ref().map(|o| o.0.to_vec()),
+            ],
+        ),
+        Op::DequeuePacket { id } => run(tx, "DELETE FROM packet_queue WHERE id = ?1", [&id.0[..]]),
     }
 }
