@@ -208,8 +208,14 @@ pub enum Trust {
     },
     /// Carries a valid signature of the sender.
     Signed,
-    /// Relayed by a single member and not (yet) confirmed.
-    Unconfirmed,
+    /// Relayed only, while the sender was connected to us and never sent it: possibly
+    /// forged. `k` of `n` other members claim it.
+    Unconfirmed {
+        /// Members claiming it.
+        k: u32,
+        /// Members that could have.
+        n: u32,
+    },
     /// We sent it.
     Own,
 }

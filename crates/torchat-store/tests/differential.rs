@@ -66,7 +66,7 @@ fn trust(r: &mut Rng) -> Trust {
             n: r.below(4) as u32,
         },
         2 => Trust::Signed,
-        3 => Trust::Unconfirmed,
+        3 => Trust::Unconfirmed { k: 1, n: 2 },
         _ => Trust::Own,
     }
 }

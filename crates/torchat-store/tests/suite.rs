@@ -188,7 +188,7 @@ mod cases {
             Some(Trust::Direct),
             Some(Trust::Relayed { k: 2, n: 5 }),
             Some(Trust::Signed),
-            Some(Trust::Unconfirmed),
+            Some(Trust::Unconfirmed { k: 1, n: 4 }),
             Some(Trust::Own),
             None,
         ];

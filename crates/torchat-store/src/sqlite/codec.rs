@@ -82,7 +82,7 @@ pub(super) fn trust(t: Trust) -> (&'static str, i64, i64) {
         Trust::Direct => ("direct", 0, 0),
         Trust::Relayed { k, n } => ("relayed", i64::from(k), i64::from(n)),
         Trust::Signed => ("signed", 0, 0),
-        Trust::Unconfirmed => ("unconfirmed", 0, 0),
+        Trust::Unconfirmed { k, n } => ("unconfirmed", i64::from(k), i64::from(n)),
         Trust::Own => ("own", 0, 0),
     }
 }
@@ -187,7 +187,10 @@ pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
                 n: count(r.get(12)?)?,
             }),
             Some("signed") => Some(Trust::Signed),
-            Some("unconfirmed") => Some(Trust::Unconfirmed),
+            Some("unconfirmed") => Some(Trust::Unconfirmed {
+                k: count(r.get(11)?)?,
+                n: count(r.get(12)?)?,
+            }),
             Some("own") => Some(Trust::Own),
             Some(_) => return Err(corrupt("trust", trust)),
         },
