@@ -394,6 +394,24 @@ impl Node {
     // ----- incoming packets -----
 
     pub(crate) fn handle_group_packet(&mut self, from: &OnionId, p: Packet, now: Timestamp) {
+        // Traffic for a group we left: say so, so that a member who missed our leave removes
+        // us (it treats an unasked `not_participating` from a member as a leave).
+        if let Packet::GroupMessage { gid, .. }
+        | Packet::GroupEchoedMessage { gid, .. }
+        | Packet::GroupParticipants { gid, .. }
+        | Packet::GroupInvited { gid, .. } = &p
+        {
+            if self
+                .groups
+                .get(gid)
+                .is_some_and(|g| g.state == GroupState::Left)
+            {
+                if let Some(out) = self.ready_out(from) {
+                    self.send(out, &Packet::GroupNotParticipating { gid: gid.clone() });
+                }
+                return;
+            }
+        }
         match p {
             Packet::GroupInvite { gid, modes } => self.on_invite(from, gid, modes, now),
             Packet::GroupParticipants { gid, ids } => self.on_participants(from, &gid, ids, now),
@@ -564,6 +582,9 @@ impl Node {
             };
             self.group_send(gid, &m, p, None, now);
         }
+        // Members who joined after we listed them for this invitee (concurrent invites) are
+        // not in its list yet: send the current one; it verifies and adds what it lacks.
+        self.send_participants(gid, from);
     }
 
     fn on_invited(&mut self, from: &OnionId, gid: &GroupId, id: OnionId, now: Timestamp) {
@@ -948,10 +969,10 @@ impl Node {
         let Some(b) = self.buddies.get_mut(id) else {
             return;
         };
+        // Keep a running session: a `groupchat_leave` we just queued on it must reach the
+        // peer before the connections close. The buddy goes when its session ends.
         b.pinned = false;
-        if b.kind == BuddyKind::Temporary {
-            self.drop_buddy(id, now);
-        }
+        let _ = now;
     }
 
     // ----- sending with the outbox -----

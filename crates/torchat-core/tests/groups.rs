@@ -328,6 +328,36 @@ fn invite_flow_builds_the_same_member_list_everywhere() {
 }
 
 #[test]
+fn concurrent_invites_still_converge() {
+    let mut net = Net::new(vec![node("alice", 1), node("bob", 2), node("carol", 3)]);
+    let (a, b, c) = (net.id(0), net.id(1), net.id(2));
+    let now = net.now;
+    for (i, j) in [(0, &b), (0, &c), (1, &a), (2, &a)] {
+        net.peers[i].node.add_buddy(j.clone(), None, now).unwrap();
+    }
+    for p in &mut net.peers {
+        p.node.start(now);
+    }
+    net.run();
+    let gid = net.peers[0].node.group_create(vec![], now).unwrap();
+    // Both invites go out before either join comes back: carol's list does not name bob.
+    net.peers[0].node.group_invite(&gid, &b, now).unwrap();
+    net.peers[0].node.group_invite(&gid, &c, now).unwrap();
+    net.run();
+    net.peers[1].node.group_accept(&gid, now).unwrap();
+    net.peers[2].node.group_accept(&gid, now).unwrap();
+    net.advance(secs(10));
+    for i in 0..3 {
+        let g = net.peers[i].node.group(&gid).unwrap();
+        assert_eq!(
+            (g.state, g.members.len()),
+            (GroupState::Joined, 2),
+            "node {i}"
+        );
+    }
+}
+
+#[test]
 fn messages_in_an_invited_group_and_a_member_joining_meanwhile() {
     let (mut net, gid) = invited_group();
     let now = net.now;

@@ -1,0 +1,501 @@
+//! The torchat control API: how interfaces (CLI, TUI, IRC gateway, scripts) talk to a running
+//! node. One JSON object per line over a Unix socket (`control.sock` in the data directory,
+//! mode 0600).
+//!
+//! - A client sends [`Request`]s: `{"req": 1, "cmd": "send", "to": "<onion id>", "text": "hi"}`.
+//! - The node answers each with a [`Response`] carrying the same `req`:
+//!   `{"v": 1, "req": 1, "ok": true, "result": {...}}` or
+//!   `{"v": 1, "req": 1, "ok": false, "error": {"code": "not_a_buddy", "message": "..."}}`.
+//!   A line that is not a valid request is answered with `req: 0` and code `bad_request`.
+//! - After `{"cmd": "subscribe"}` the node also sends [`Event`] lines: `{"event": "...", ...}`.
+//!
+//! Texts are UTF-8 strings in JSON (bytes that are not UTF-8 are replaced). Ids are onion ids
+//! without `.onion`. Times are milliseconds since the Unix epoch. Message ids are 32 hex
+//! characters. Responses carry the API version `v` (currently [`VERSION`]); `info` reports it.
+#![warn(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+
+/// The API version spoken by this crate.
+pub const VERSION: u32 = 1;
+
+/// Largest request line the node accepts.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, echoed in the response.
+    #[serde(default)]
+    pub req: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub cmd: Command,
+}
+
+/// The commands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Command {
+    /// Our id, the API version, the transport and its state.
+    Info,
+    /// Every buddy with its state.
+    Buddies,
+    /// Put an id on the buddy list.
+    Add {
+        /// Onion id (with or without `.onion`).
+        id: String,
+        /// Our name for it.
+        #[serde(default)]
+        alias: Option<String>,
+    },
+    /// Remove a buddy (it is told with `remove_me`).
+    Remove {
+        /// Onion id.
+        id: String,
+    },
+    /// Block an id.
+    Block {
+        /// Onion id.
+        id: String,
+    },
+    /// Unblock an id.
+    Unblock {
+        /// Onion id.
+        id: String,
+    },
+    /// Set our presence: `available`, `away` or `xa`.
+    SetStatus {
+        /// The presence.
+        status: String,
+    },
+    /// Set our profile.
+    SetProfile {
+        /// Name.
+        name: String,
+        /// Text.
+        #[serde(default)]
+        text: String,
+    },
+    /// Send a 1:1 message (queued if the buddy is offline).
+    Send {
+        /// Onion id.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// Messages of a conversation (a buddy's id or a group id), oldest first.
+    History {
+        /// Onion id or group id.
+        with: String,
+        /// At most this many (default 50, max 1000).
+        #[serde(default)]
+        limit: Option<usize>,
+        /// Only messages older than this row (for paging).
+        #[serde(default)]
+        before: Option<u64>,
+    },
+    /// Every group.
+    Groups,
+    /// Create a group.
+    GroupCreate {
+        /// Modes, e.g. `["noredundancy"]`.
+        #[serde(default)]
+        modes: Vec<String>,
+    },
+    /// Invite an online buddy.
+    GroupInvite {
+        /// Group id.
+        gid: String,
+        /// Onion id.
+        id: String,
+    },
+    /// Accept an invite.
+    GroupAccept {
+        /// Group id.
+        gid: String,
+    },
+    /// Decline an invite.
+    GroupDecline {
+        /// Group id.
+        gid: String,
+    },
+    /// Leave a group.
+    GroupLeave {
+        /// Group id.
+        gid: String,
+        /// Reason shown to the others.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A group's members.
+    GroupMembers {
+        /// Group id.
+        gid: String,
+    },
+    /// Say something in a group.
+    GroupSay {
+        /// Group id.
+        gid: String,
+        /// Text.
+        text: String,
+    },
+    /// Who vouched for a group message.
+    Claims {
+        /// Message id (hex).
+        msg: String,
+    },
+    /// Start receiving events on this connection.
+    Subscribe,
+    /// Stop the node (flushes the store).
+    Shutdown,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// API version.
+    pub v: u32,
+    /// The request's `req`.
+    pub req: u64,
+    /// Whether it worked.
+    pub ok: bool,
+    /// The result, when it worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// What went wrong, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+impl Response {
+    /// A success.
+    pub fn ok(req: u64, result: serde_json::Value) -> Self {
+        Response {
+            v: VERSION,
+            req,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A failure.
+    pub fn err(req: u64, code: &str, message: impl Into<String>) -> Self {
+        let error = ApiError {
+            code: code.to_owned(),
+            message: message.into(),
+        };
+        Response {
+            v: VERSION,
+            req,
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// An error reply: a stable machine-readable `code` and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// E.g. `bad_request`, `bad_id`, `not_a_buddy`, `not_online`, `no_such_group`.
+    pub code: String,
+    /// Explanation.
+    pub message: String,
+}
+
+/// A buddy as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buddy {
+    /// Onion id.
+    pub id: String,
+    /// `permanent`, `temporary` or `blocked`.
+    pub kind: String,
+    /// Our alias.
+    pub alias: Option<String>,
+    /// `offline`, `connecting`, `handshake`, `available`, `away`, `xa`.
+    pub presence: String,
+    /// Its profile name.
+    pub name: Option<String>,
+    /// Its profile text.
+    pub text: Option<String>,
+    /// Its client software and version.
+    pub client: Option<String>,
+    /// Messages waiting for it.
+    pub queued: usize,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Row number (for paging history).
+    pub row: u64,
+    /// Message id.
+    pub id: String,
+    /// Buddy id or group id.
+    pub conversation: String,
+    /// Who wrote it.
+    pub sender: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// Text.
+    pub text: String,
+    /// Time.
+    pub at: u64,
+    /// For our messages: `queued`, `sent`, or `delivered k` (groups).
+    pub delivery: Option<String>,
+    /// For group messages: the trust tag, e.g. `(Direct)`, `(8 of 10)`.
+    pub trust: Option<String>,
+}
+
+/// A group as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Group id.
+    pub gid: String,
+    /// `invited`, `joining`, `joined`, `left`.
+    pub state: String,
+    /// Modes.
+    pub modes: Vec<String>,
+    /// Members other than us.
+    pub members: Vec<String>,
+    /// Who invited us.
+    pub inviter: Option<String>,
+}
+
+/// Something that happened, sent to subscribed clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// Tor (or the transport) made bootstrap progress.
+    TorProgress {
+        /// Percent.
+        percent: u8,
+        /// What is happening.
+        summary: String,
+    },
+    /// Our onion service is up.
+    TorReady {
+        /// Our id.
+        id: String,
+    },
+    /// The transport has a problem; `hint` says what to try.
+    TorProblem {
+        /// What is wrong.
+        message: String,
+        /// What to try.
+        hint: String,
+    },
+    /// A buddy's presence changed.
+    Presence {
+        /// Onion id.
+        id: String,
+        /// New presence.
+        presence: String,
+    },
+    /// A buddy's profile or client changed.
+    BuddyInfo {
+        /// The buddy now.
+        buddy: Buddy,
+    },
+    /// A buddy list entry changed (`kind: null` = removed).
+    BuddyList {
+        /// Onion id.
+        id: String,
+        /// Kind now.
+        kind: Option<String>,
+    },
+    /// A 1:1 message arrived.
+    Message {
+        /// The message.
+        message: Message,
+    },
+    /// Delivery state of a 1:1 message we sent.
+    Delivery {
+        /// Message id.
+        id: String,
+        /// Recipient.
+        to: String,
+        /// `queued` or `sent`.
+        state: String,
+    },
+    /// An invite.
+    GroupInvite {
+        /// Group id.
+        gid: String,
+        /// Who invited us.
+        from: String,
+        /// Modes.
+        modes: Vec<String>,
+    },
+    /// Our state in a group changed.
+    GroupState {
+        /// Group id.
+        gid: String,
+        /// New state.
+        state: String,
+    },
+    /// A group's member list changed.
+    GroupMember {
+        /// Group id.
+        gid: String,
+        /// Member.
+        id: String,
+        /// `joined`, `left`, `declined`.
+        change: String,
+        /// Reason given when leaving.
+        reason: Option<String>,
+    },
+    /// A group message to show, with its trust.
+    GroupMessage {
+        /// The message (its `trust` field holds the tag).
+        message: Message,
+        /// Trust as data.
+        trust: Trust,
+    },
+    /// A shown group message's trust changed.
+    GroupTrust {
+        /// Group id.
+        gid: String,
+        /// Message id.
+        id: String,
+        /// New trust.
+        trust: Trust,
+        /// Who vouched.
+        claimants: Vec<String>,
+    },
+    /// Delivery of our own group message.
+    GroupDelivery {
+        /// Group id.
+        gid: String,
+        /// Message id.
+        id: String,
+        /// Members that have it.
+        delivered: u32,
+        /// Members other than us.
+        of: u32,
+    },
+    /// A member list disagreement we could not settle.
+    GroupDivergence {
+        /// Group id.
+        gid: String,
+        /// Disputed member.
+        member: String,
+        /// Member whose list names it.
+        peer: String,
+    },
+    /// A queued group packet was given up.
+    OutboxDropped {
+        /// Group id.
+        gid: String,
+        /// Member that will not get it.
+        to: String,
+        /// Our message affected.
+        own: Option<String>,
+    },
+    /// A file offer was declined (not supported).
+    FileDeclined {
+        /// Buddy.
+        from: String,
+        /// File name.
+        name: String,
+    },
+    /// Something went wrong inside the node.
+    Error {
+        /// What.
+        message: String,
+    },
+    /// This subscriber was too slow and missed events.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+}
+
+/// Trust of a group message as data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trust {
+    /// Received from the speaker.
+    Direct {
+        /// Members who relayed it as well.
+        confirmations: u32,
+    },
+    /// Relayed only: k of n members vouch.
+    Relayed {
+        /// Claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
+    /// Relayed only while the speaker was connected: possibly forged.
+    Unconfirmed {
+        /// Claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
+    /// Ours.
+    Own,
+}
+
+/// A line sent by the node: a response or an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServerLine {
+    /// A response.
+    Response(Response),
+    /// An event.
+    Event(Event),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_from_documented_json() {
+        let r: Request =
+            serde_json::from_str(r#"{"req":7,"cmd":"send","to":"abc","text":"hi"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request {
+                req: 7,
+                cmd: Command::Send {
+                    to: "abc".into(),
+                    text: "hi".into()
+                }
+            }
+        );
+        let r: Request = serde_json::from_str(r#"{"req":8,"cmd":"add","id":"abc"}"#).unwrap();
+        assert_eq!(
+            r.cmd,
+            Command::Add {
+                id: "abc".into(),
+                alias: None
+            }
+        );
+        let back = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&back).unwrap(), r);
+        let r: Request = serde_json::from_str(r#"{"cmd":"info"}"#).unwrap();
+        assert_eq!(r.cmd, Command::Info);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn events_and_responses_are_distinguishable() {
+        let e = ServerLine::Event(Event::TorProgress {
+            percent: 5,
+            summary: "x".into(),
+        });
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(s.contains(r#""event":"tor_progress""#));
+        assert_eq!(serde_json::from_str::<ServerLine>(&s).unwrap(), e);
+        let r = ServerLine::Response(Response::err(3, "bad_id", "no"));
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<ServerLine>(&s).unwrap(), r);
+    }
+}

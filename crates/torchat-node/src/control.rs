@@ -1,0 +1,350 @@
+//! The control API server: JSON lines over a Unix socket in the data directory (mode 0600),
+//! and the execution of each command inside the actor.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use torchat_api as api;
+use torchat_api::Command;
+use torchat_core::CommandError;
+use torchat_store::{Conversation, RowId};
+use torchat_wire::{GroupId, OnionId, Status};
+
+use crate::actor::{now, Actor, ControlMsg};
+use crate::convert;
+
+/// File name of the control socket inside the data directory.
+pub const SOCKET: &str = "control.sock";
+/// Cap on simultaneous control clients.
+const MAX_CLIENTS: usize = 64;
+
+type CmdResult = Result<Value, (String, String)>;
+
+fn err(code: &str, msg: impl Into<String>) -> (String, String) {
+    (code.to_owned(), msg.into())
+}
+
+fn core_err(e: CommandError) -> (String, String) {
+    let code = match e {
+        CommandError::NotABuddy => "not_a_buddy",
+        CommandError::Blocked => "blocked",
+        CommandError::OwnId => "own_id",
+        CommandError::Empty => "empty",
+        CommandError::QueueFull => "queue_full",
+        CommandError::TooMany => "too_many",
+        CommandError::NoSuchGroup => "no_such_group",
+        CommandError::GroupState => "group_state",
+        CommandError::NotOnline => "not_online",
+        CommandError::AlreadyMember => "already_member",
+        _ => "refused",
+    };
+    err(code, e.to_string())
+}
+
+fn onion(s: &str) -> Result<OnionId, (String, String)> {
+    s.trim()
+        .parse::<OnionId>()
+        .map_err(|e| err("bad_id", e.to_string()))
+}
+
+fn gid(s: &str) -> Result<GroupId, (String, String)> {
+    GroupId::new(s.trim()).ok_or_else(|| err("bad_group_id", "not a group id"))
+}
+
+fn ok_json<T: serde::Serialize>(v: T) -> CmdResult {
+    serde_json::to_value(v).map_err(|e| err("internal", e.to_string()))
+}
+
+/// Runs one command inside the actor.
+pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
+    let t = now();
+    match cmd {
+        Command::Info => Ok(json!({
+            "api_version": api::VERSION,
+            "id": a.core.own_id().to_string(),
+            "transport": a.transport.name(),
+            "tor": {
+                "percent": a.tor.percent,
+                "summary": a.tor.summary,
+                "ready": a.tor.ready,
+                "problem": a.tor.problem.as_ref().map(|(m, h)| json!({"message": m, "hint": h})),
+            },
+            "connections": a.open_connections(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+        Command::Buddies => {
+            let list: Vec<api::Buddy> = a.core.buddies().iter().map(convert::buddy).collect();
+            ok_json(list)
+        }
+        Command::Add { id, alias } => {
+            let id = onion(&id)?;
+            a.core.add_buddy(id.clone(), alias, t).map_err(core_err)?;
+            Ok(json!({"id": id.to_string()}))
+        }
+        Command::Remove { id } => {
+            a.core.remove_buddy(&onion(&id)?, t).map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::Block { id } => {
+            a.core.block(onion(&id)?, t).map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::Unblock { id } => {
+            a.core.unblock(onion(&id)?, t).map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::SetStatus { status } => {
+            let s = match status.as_str() {
+                "available" => Status::Available,
+                "away" => Status::Away,
+                "xa" => Status::Xa,
+                _ => return Err(err("bad_request", "status is available, away or xa")),
+            };
+            a.store
+                .put_setting(torchat_store::keys::STATUS, status.as_bytes())
+                .map_err(store_err)?;
+            a.core.set_status(s);
+            Ok(json!({}))
+        }
+        Command::SetProfile { name, text } => {
+            a.store
+                .put_setting(torchat_store::keys::PROFILE_NAME, name.as_bytes())
+                .map_err(store_err)?;
+            a.store
+                .put_setting(torchat_store::keys::PROFILE_TEXT, text.as_bytes())
+                .map_err(store_err)?;
+            a.core.set_profile(name.into_bytes(), text.into_bytes());
+            Ok(json!({}))
+        }
+        Command::Send { to, text } => {
+            let to = onion(&to)?;
+            let id = a
+                .core
+                .send_message(&to, text.into_bytes(), t)
+                .map_err(core_err)?;
+            // The record is written by the drain that follows this command, before anything
+            // goes on the wire; answer with the state the core chose.
+            let queued = a.core.buddy(&to).is_some_and(|b| b.queued > 0);
+            Ok(json!({"id": id.to_string(), "state": if queued { "queued" } else { "sent" }}))
+        }
+        Command::History {
+            with,
+            limit,
+            before,
+        } => {
+            let conv = match with.trim().parse::<OnionId>() {
+                Ok(id) => Conversation::Buddy(id),
+                Err(_) => Conversation::Group(gid(&with)?),
+            };
+            let limit = limit.unwrap_or(50).min(1000);
+            let page = a
+                .store
+                .history(&conv, before.map(RowId), limit)
+                .map_err(store_err)?;
+            let list: Vec<api::Message> = page.iter().map(convert::stored_message).collect();
+            ok_json(list)
+        }
+        Command::Groups => {
+            let list: Vec<api::Group> = a.core.groups().iter().map(group).collect();
+            ok_json(list)
+        }
+        Command::GroupCreate { modes } => {
+            let g = a.core.group_create(modes, t).map_err(core_err)?;
+            Ok(json!({"gid": g.to_string()}))
+        }
+        Command::GroupInvite { gid: g, id } => {
+            a.core
+                .group_invite(&gid(&g)?, &onion(&id)?, t)
+                .map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::GroupAccept { gid: g } => {
+            a.core.group_accept(&gid(&g)?, t).map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::GroupDecline { gid: g } => {
+            a.core.group_decline(&gid(&g)?, t).map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::GroupLeave { gid: g, reason } => {
+            a.core
+                .group_leave(&gid(&g)?, reason.map(String::into_bytes), t)
+                .map_err(core_err)?;
+            Ok(json!({}))
+        }
+        Command::GroupMembers { gid: g } => {
+            let v = a
+                .core
+                .group(&gid(&g)?)
+                .ok_or_else(|| err("no_such_group", "no such group"))?;
+            ok_json(group(&v))
+        }
+        Command::GroupSay { gid: g, text } => {
+            let id = a
+                .core
+                .group_say(&gid(&g)?, text.into_bytes(), t)
+                .map_err(core_err)?;
+            Ok(json!({"id": id.to_string()}))
+        }
+        Command::Claims { msg } => {
+            let id = torchat_store::MsgId::from_hex(msg.trim())
+                .ok_or_else(|| err("bad_request", "not a message id"))?;
+            let claims = a.store.claims(&id).map_err(store_err)?;
+            let list: Vec<Value> = claims
+                .iter()
+                .map(|c| json!({"claimant": c.claimant.to_string(), "at": c.received_at}))
+                .collect();
+            Ok(Value::Array(list))
+        }
+        Command::Shutdown => {
+            a.request_stop();
+            Ok(json!({}))
+        }
+        Command::Subscribe => Ok(json!({})),
+        _ => Err(err("bad_request", "unknown command")),
+    }
+}
+
+fn store_err(e: torchat_store::Error) -> (String, String) {
+    err("storage", e.to_string())
+}
+
+fn group(g: &torchat_core::GroupView) -> api::Group {
+    api::Group {
+        gid: g.gid.to_string(),
+        state: convert::group_state(g.state).to_owned(),
+        modes: g.modes.clone(),
+        members: g.members.iter().map(|m| m.to_string()).collect(),
+        inviter: g.inviter.as_ref().map(|i| i.to_string()),
+    }
+}
+
+/// Binds the control socket (mode 0600) and serves clients until the actor is gone.
+pub(crate) async fn serve(
+    dir: &Path,
+    commands: mpsc::Sender<ControlMsg>,
+    events: broadcast::Sender<api::Event>,
+) -> std::io::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
+    let path = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                drop(sock); // too many clients
+                continue;
+            };
+            let (commands, events) = (commands.clone(), events.clone());
+            tokio::spawn(async move {
+                client(sock, commands, events).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok((path, task))
+}
+
+async fn client(
+    sock: UnixStream,
+    commands: mpsc::Sender<ControlMsg>,
+    events: broadcast::Sender<api::Event>,
+) {
+    let (rd, mut wr) = sock.into_split();
+    let mut lines = BufReader::new(rd);
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(mut l) = out_rx.recv().await {
+            l.push('\n');
+            if wr.write_all(l.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // Bounded line read.
+        let limited = tokio::io::AsyncReadExt::take(&mut lines, api::MAX_LINE as u64 + 1);
+        let n =
+            match tokio::io::AsyncBufReadExt::read_until(&mut { limited }, b'\n', &mut buf).await {
+                Ok(n) => n,
+                Err(_) => break,
+            };
+        if n == 0 {
+            break;
+        }
+        if buf.len() > api::MAX_LINE {
+            let r = api::Response::err(0, "too_long", "request line too long");
+            let _ = out_tx.send(line(&r)).await;
+            break;
+        }
+        let text = String::from_utf8_lossy(&buf);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let req: api::Request = match serde_json::from_str(text.trim()) {
+            Ok(r) => r,
+            Err(e) => {
+                let r = api::Response::err(0, "bad_request", e.to_string());
+                if out_tx.send(line(&r)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let is_sub = matches!(req.cmd, Command::Subscribe);
+        let (tx, rx) = oneshot::channel();
+        if commands.send((req.cmd, tx)).await.is_err() {
+            break;
+        }
+        let resp = match rx.await {
+            Ok(Ok(v)) => api::Response::ok(req.req, v),
+            Ok(Err((code, msg))) => api::Response::err(req.req, &code, msg),
+            Err(_) => api::Response::err(req.req, "shutting_down", "the node is stopping"),
+        };
+        if out_tx.send(line(&resp)).await.is_err() {
+            break;
+        }
+        if is_sub && forwarder.is_none() {
+            let mut rx = events.subscribe();
+            let out = out_tx.clone();
+            forwarder = Some(tokio::spawn(async move {
+                loop {
+                    let ev = match rx.recv().await {
+                        Ok(ev) => ev,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            api::Event::Lagged { missed: n }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    let s = serde_json::to_string(&api::ServerLine::Event(ev)).unwrap_or_default();
+                    if out.send(s).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+    }
+    if let Some(f) = forwarder {
+        f.abort();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+fn line(r: &api::Response) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}

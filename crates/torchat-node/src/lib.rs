@@ -1,0 +1,122 @@
+//! The torchat node: the async shell around the sans-IO protocol core.
+//!
+//! One actor task owns the [`torchat_core::Node`], the [`torchat_store::Store`] and the
+//! connection table; it is the only place that reads the clock. Each connection has a reader
+//! task and a writer task with a bounded queue ([`MAX_PENDING_WRITES`] writes,
+//! [`MAX_PENDING_BYTES`] bytes; a peer that does not read is cut off); the line cap of the
+//! codec bounds what one connection can make us hold. Core records are written to the store in
+//! one transaction **before** the outputs that follow them are carried out, so a message is on
+//! disk before it is on the wire. Interfaces talk to the node only through the control API
+//! ([`torchat_api`]) on a Unix socket in the data directory.
+#![warn(missing_docs)]
+
+mod actor;
+mod control;
+mod convert;
+pub mod identity;
+mod persist;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rand_core::SeedableRng;
+use tokio::sync::{broadcast, mpsc, watch};
+use torchat_store::Store;
+use torchat_tor::{Transport, TransportEvent};
+use torchat_wire::{OnionId, Status};
+
+pub use actor::{MAX_PENDING_BYTES, MAX_PENDING_WRITES};
+pub use control::SOCKET;
+pub use identity::Identity;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the store, the key and the control socket live.
+    pub data_dir: PathBuf,
+    /// The core's configuration (own id, timeouts, limits, profile defaults).
+    pub core: torchat_core::Config,
+    /// Log full onion ids (debugging only; off by default).
+    pub log_secrets: bool,
+}
+
+/// Errors starting a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] torchat_store::Error),
+    /// The control socket could not be created.
+    #[error("control socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// Path of the control socket.
+    pub control_path: PathBuf,
+    /// Our onion id.
+    pub id: OnionId,
+    shutdown: watch::Sender<bool>,
+    actor: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Stops the node and waits for it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.wait().await;
+    }
+
+    /// Waits until the node stops (a `shutdown` command, or [`NodeHandle::shutdown`]).
+    pub async fn wait(self) {
+        let _ = self.actor.await;
+        self.server.abort();
+        let _ = std::fs::remove_file(&self.control_path);
+    }
+}
+
+/// Restores state from `store`, starts the actor and the control server.
+pub async fn start(
+    mut cfg: NodeConfig,
+    store: Box<dyn Store>,
+    transport: Arc<dyn Transport>,
+    transport_rx: mpsc::Receiver<TransportEvent>,
+) -> Result<NodeHandle, NodeError> {
+    use torchat_store::keys;
+    if let Some(v) = store.get_setting(keys::PROFILE_NAME)? {
+        cfg.core.profile_name = v;
+    }
+    if let Some(v) = store.get_setting(keys::PROFILE_TEXT)? {
+        cfg.core.profile_text = v;
+    }
+    if let Some(v) = store.get_setting(keys::STATUS)? {
+        cfg.core.status = match &v[..] {
+            b"away" => Status::Away,
+            b"xa" => Status::Xa,
+            _ => Status::Available,
+        };
+    }
+    let id = cfg.core.own_id.clone();
+    let rng = rand_chacha::ChaCha20Rng::from_rng(rand_core::OsRng)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut core = torchat_core::Node::new(cfg.core, Box::new(rng));
+    persist::restore(store.as_ref(), &mut core)?;
+    let (events, _) = broadcast::channel(1024);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (control_path, server) = control::serve(&cfg.data_dir, cmd_tx, events.clone()).await?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets);
+    let actor = tokio::spawn(a.run(transport_rx, cmd_rx, shutdown_rx));
+    tracing::info!(control = %control_path.display(), "node started");
+    Ok(NodeHandle {
+        control_path,
+        id,
+        shutdown,
+        actor,
+        server,
+    })
+}

@@ -1,0 +1,287 @@
+//! Between the core and the store: core records become store operations, and at start the
+//! store's contents are fed back into a fresh core.
+
+use torchat_core::{BuddyKind, Delivery, GroupState, Node, OutboxEntry, Record, Timestamp, Trust};
+use torchat_store as st;
+use torchat_store::{Conversation, Direction, Op, Store};
+use torchat_wire::OnionId;
+
+pub(crate) fn msg_id(id: torchat_core::MsgId) -> st::MsgId {
+    st::MsgId(id.0)
+}
+
+fn core_msg_id(id: st::MsgId) -> torchat_core::MsgId {
+    torchat_core::MsgId(id.0)
+}
+
+fn kind(k: BuddyKind) -> st::BuddyKind {
+    match k {
+        BuddyKind::Permanent => st::BuddyKind::Permanent,
+        BuddyKind::Temporary => st::BuddyKind::Temporary,
+        BuddyKind::Blocked => st::BuddyKind::Blocked,
+    }
+}
+
+fn core_kind(k: st::BuddyKind) -> BuddyKind {
+    match k {
+        st::BuddyKind::Permanent => BuddyKind::Permanent,
+        st::BuddyKind::Temporary => BuddyKind::Temporary,
+        st::BuddyKind::Blocked => BuddyKind::Blocked,
+    }
+}
+
+pub(crate) fn trust(t: Trust) -> st::Trust {
+    match t {
+        Trust::Direct { .. } => st::Trust::Direct,
+        Trust::Relayed { k, n } => st::Trust::Relayed { k, n },
+        Trust::Unconfirmed { k, n } => st::Trust::Unconfirmed { k, n },
+        Trust::Own => st::Trust::Own,
+    }
+}
+
+fn core_trust(t: st::Trust, claims: u32) -> Trust {
+    match t {
+        st::Trust::Direct | st::Trust::Signed => Trust::Direct {
+            confirmations: claims,
+        },
+        st::Trust::Relayed { k, n } => Trust::Relayed { k, n },
+        st::Trust::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
+        st::Trust::Own => Trust::Own,
+    }
+}
+
+/// The store operations for one core record. Needs the store to keep what a record does not
+/// carry (a buddy's last known profile).
+pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) -> Vec<Op> {
+    let now = now.as_millis();
+    match r {
+        Record::Buddy { id, kind: k, alias } => {
+            let mut b = store
+                .buddy(&id)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| st::Buddy::new(id, kind(k)));
+            b.kind = kind(k);
+            b.alias = alias;
+            vec![Op::UpsertBuddy(b)]
+        }
+        Record::BuddyRemoved { id } => vec![Op::RemoveBuddy(id)],
+        Record::MessageIn { id, from, text, at } => vec![Op::InsertMessage(st::Message {
+            id: msg_id(id),
+            conversation: Conversation::Buddy(from.clone()),
+            direction: Direction::In,
+            sender: from,
+            text,
+            timestamp: at.as_millis(),
+            delivery: None,
+            trust: None,
+        })],
+        Record::MessageOut {
+            id,
+            to,
+            text,
+            at,
+            state,
+        } => vec![Op::InsertMessage(st::Message {
+            id: msg_id(id),
+            conversation: Conversation::Buddy(to),
+            direction: Direction::Out,
+            sender: me.clone(),
+            text,
+            timestamp: at.as_millis(),
+            delivery: Some(delivery(state)),
+            trust: None,
+        })],
+        Record::MessageDelivery { id, state } => {
+            vec![Op::UpdateDelivery {
+                id: msg_id(id),
+                delivery: delivery(state),
+            }]
+        }
+        Record::Group {
+            gid,
+            state,
+            modes,
+            inviter,
+        } => {
+            let state = match state {
+                GroupState::Invited => return vec![],
+                GroupState::Joining => st::GroupState::Joining,
+                GroupState::Joined => st::GroupState::Joined,
+                GroupState::Left => st::GroupState::Left,
+            };
+            let created_at = store
+                .group(&gid)
+                .ok()
+                .flatten()
+                .map_or(now, |g| g.created_at);
+            vec![Op::UpsertGroup(st::Group {
+                gid,
+                modes,
+                invited_by: inviter,
+                state,
+                created_at,
+            })]
+        }
+        Record::GroupMember {
+            gid,
+            id,
+            member: true,
+        } => {
+            vec![Op::AddMember(st::Member {
+                gid,
+                id,
+                added_at: now,
+            })]
+        }
+        Record::GroupMember {
+            gid,
+            id,
+            member: false,
+        } => vec![Op::RemoveMember { gid, id }],
+        Record::GroupMessage {
+            gid,
+            id,
+            sender,
+            text,
+            at,
+            trust: t,
+        } => {
+            let own = t == Trust::Own;
+            vec![Op::InsertMessage(st::Message {
+                id: msg_id(id),
+                conversation: Conversation::Group(gid),
+                direction: if own { Direction::Out } else { Direction::In },
+                sender,
+                text,
+                timestamp: at.as_millis(),
+                delivery: own.then_some(st::Delivery::Queued),
+                trust: Some(trust(t)),
+            })]
+        }
+        Record::GroupTrust {
+            id,
+            trust: t,
+            claimants,
+        } => {
+            let mut v = vec![Op::UpdateTrust {
+                id: msg_id(id),
+                trust: trust(t),
+            }];
+            for c in claimants {
+                v.push(Op::AddClaim(st::Claim {
+                    msg_id: msg_id(id),
+                    claimant: c,
+                    received_at: now,
+                }));
+            }
+            v
+        }
+        Record::GroupDelivery { id, delivered, .. } => {
+            let d = if delivered == 0 {
+                st::Delivery::Queued
+            } else {
+                st::Delivery::Delivered(delivered)
+            };
+            vec![Op::UpdateDelivery {
+                id: msg_id(id),
+                delivery: d,
+            }]
+        }
+        Record::OutboxAdd(e) => vec![Op::QueuePacket(st::QueuedPacket {
+            id: msg_id(e.id),
+            dest: e.to,
+            gid: e.gid,
+            line: e.line,
+            expires_at: e.expires.as_millis(),
+            own: e.own.map(msg_id),
+        })],
+        Record::OutboxRemove { id } => vec![Op::DequeuePacket { id: msg_id(id) }],
+        _ => vec![],
+    }
+}
+
+fn delivery(d: Delivery) -> st::Delivery {
+    match d {
+        Delivery::Queued => st::Delivery::Queued,
+        Delivery::Sent => st::Delivery::Sent,
+    }
+}
+
+/// Feeds everything the store holds into a fresh core (before `start`).
+pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
+    for b in store.buddies()? {
+        node.restore_buddy(b.id.clone(), core_kind(b.kind), b.alias.clone());
+    }
+    // 1:1 messages that were never sent.
+    for conv in store.conversations()? {
+        let Conversation::Buddy(id) = &conv else {
+            continue;
+        };
+        let mut before = None;
+        let mut queued = vec![];
+        loop {
+            let page = store.history(&conv, before, 500)?;
+            let Some(first) = page.first() else { break };
+            before = Some(first.row);
+            for m in page.iter().rev() {
+                if m.msg.direction == Direction::Out && m.msg.delivery == Some(st::Delivery::Queued)
+                {
+                    queued.push(m.msg.clone());
+                }
+            }
+            if page.len() < 500 {
+                break;
+            }
+        }
+        for m in queued.into_iter().rev() {
+            node.restore_queued(core_msg_id(m.id), id.clone(), m.text);
+        }
+    }
+    for g in store.groups()? {
+        let members = store.members(&g.gid)?.into_iter().map(|m| m.id).collect();
+        let state = match g.state {
+            st::GroupState::Joining => GroupState::Joining,
+            st::GroupState::Joined => GroupState::Joined,
+            st::GroupState::Left => GroupState::Left,
+        };
+        node.restore_group(
+            g.gid.clone(),
+            state,
+            g.modes.clone(),
+            g.invited_by.clone(),
+            members,
+        );
+        let conv = Conversation::Group(g.gid.clone());
+        let limit = node.config().max_tracked_messages;
+        for m in store.history(&conv, None, limit)? {
+            let Some(t) = m.msg.trust else { continue };
+            let claims: Vec<OnionId> = store
+                .claims(&m.msg.id)?
+                .into_iter()
+                .map(|c| c.claimant)
+                .collect();
+            let n = u32::try_from(claims.len()).unwrap_or(u32::MAX);
+            node.restore_group_message(
+                &g.gid,
+                core_msg_id(m.msg.id),
+                m.msg.sender,
+                m.msg.text,
+                Timestamp::from_millis(m.msg.timestamp),
+                core_trust(t, n),
+                claims,
+            );
+        }
+    }
+    for q in store.queued_packets()? {
+        node.restore_outbox(OutboxEntry {
+            id: core_msg_id(q.id),
+            to: q.dest,
+            gid: q.gid,
+            line: q.line,
+            expires: Timestamp::from_millis(q.expires_at),
+            own: q.own.map(core_msg_id),
+        });
+    }
+    Ok(())
+}

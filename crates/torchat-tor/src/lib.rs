@@ -1,0 +1,120 @@
+//! Transports: how torchat reaches other onion ids and how they reach us.
+//!
+//! Every transport implements [`Transport`]: dial an onion id's TorChat port (11009), and hand
+//! every accepted incoming connection to the node as a [`TransportEvent::Incoming`] on the
+//! channel it was started with. Progress (Tor bootstrap) and problems are events too, so the
+//! user can see what is happening. The protocol core never knows which transport is in use.
+//!
+//! Implementations:
+//! - [`direct`]: an id → host:port map, for LANs, tests and the local demo (no Tor);
+//! - [`manual`]: a SOCKS proxy, a listen address and an id given by the user (how legacy
+//!   clients were run);
+//! - [`ctor`]: the `tor` program, managed (launched by us) or existing (its control and SOCKS
+//!   ports), hosting our v3 onion service from our persistent key.
+//!
+//! Building blocks: [`socks`] (SOCKS5/SOCKS4a client with Tor's extended errors), [`control`]
+//! (Tor control-port client), [`keys`] (the identity seed in the form Tor takes it).
+//! See `docs/transports.md` for configuration.
+#![warn(missing_docs)]
+
+pub mod control;
+pub mod ctor;
+pub mod direct;
+pub mod keys;
+pub mod manual;
+pub mod socks;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use torchat_wire::OnionId;
+
+/// The TorChat port inside every onion service.
+pub const TORCHAT_PORT: u16 = 11009;
+
+/// A bidirectional byte stream (a TCP connection, a SOCKS tunnel, an onion stream).
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// A boxed future, for object-safe async methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a transport tells the node.
+#[non_exhaustive]
+pub enum TransportEvent {
+    /// Bootstrap progress (Tor: 0–100 %).
+    Progress {
+        /// Percent done.
+        percent: u8,
+        /// What is happening, for people.
+        summary: String,
+    },
+    /// Our service is reachable under this id; outgoing connections work.
+    Ready {
+        /// Our onion id as the transport publishes it.
+        id: OnionId,
+    },
+    /// Something is wrong; `hint` says what a person can try. The transport keeps retrying.
+    Problem {
+        /// What is wrong.
+        message: String,
+        /// What to try.
+        hint: String,
+    },
+    /// A peer connected to us.
+    Incoming(BoxStream),
+}
+
+impl std::fmt::Debug for TransportEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportEvent::Progress { percent, summary } => {
+                write!(f, "Progress({percent}%, {summary})")
+            }
+            TransportEvent::Ready { id } => write!(f, "Ready({})", id.short()),
+            TransportEvent::Problem { message, .. } => write!(f, "Problem({message})"),
+            TransportEvent::Incoming(_) => f.write_str("Incoming"),
+        }
+    }
+}
+
+/// Errors of a transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The transport is misconfigured.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The destination is not known to this transport (direct transport without a mapping).
+    #[error("no route to that id")]
+    NoRoute,
+    /// The proxy or Tor refused or failed the connection.
+    #[error("connection refused by the proxy: {0}")]
+    Proxy(String),
+    /// The SOCKS proxy (or Tor's SOCKS port) answered with an error.
+    #[error(transparent)]
+    Socks(#[from] socks::SocksError),
+    /// Tor's control port refused a command or spoke nonsense.
+    #[error("tor control port: {0}")]
+    Control(String),
+    /// The transport is still starting (Tor is bootstrapping); try again later.
+    #[error("the transport is not ready yet")]
+    NotReady,
+}
+
+/// A way to reach onion ids. Started by its constructor with a channel for its events.
+pub trait Transport: Send + Sync + 'static {
+    /// Opens a connection to `to`'s TorChat port.
+    fn connect(&self, to: &OnionId) -> BoxFuture<'static, Result<BoxStream, Error>>;
+
+    /// A short name for logs and status displays ("direct", "socks", "tor", "arti").
+    fn name(&self) -> &'static str;
+}

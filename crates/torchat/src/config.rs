@@ -1,0 +1,283 @@
+//! The configuration file (TOML) and where things live by default (XDG directories).
+//!
+//! ```toml
+//! [profile]
+//! name = "alice"
+//! text = "on a boat"
+//!
+//! [transport]
+//! kind = "direct"            # "arti" (default, embedded Tor), "tor", "tor-existing", "manual", "direct"
+//!
+//! [transport.direct]
+//! listen = "127.0.0.1:11009"
+//! id = "aliceaaaaaaaaaaa"    # optional legacy id; default: the id of our key
+//! blocked = []               # ids we pretend we cannot reach
+//! [transport.direct.peers]
+//! "bobbbbbbbbbbbbbb" = "127.0.0.1:11010"
+//!
+//! [log]
+//! level = "info"
+//! secrets = false            # never log full ids unless this is true
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Data directory (default: `$XDG_DATA_HOME/torchat`).
+    pub data_dir: Option<PathBuf>,
+    /// Our profile.
+    #[serde(default)]
+    pub profile: Profile,
+    /// How to reach the network.
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Protocol tuning.
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
+}
+
+/// `[profile]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Display name sent to buddies.
+    pub name: Option<String>,
+    /// Profile text.
+    pub text: Option<String>,
+}
+
+/// `[transport]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Which transport.
+    #[serde(default)]
+    pub kind: TransportKind,
+    /// `[transport.direct]`
+    #[serde(default)]
+    pub direct: DirectConfig,
+    /// `[transport.tor]`
+    #[serde(default)]
+    pub tor: TorSection,
+    /// `[transport.tor-existing]`
+    #[serde(default, rename = "tor-existing")]
+    pub tor_existing: Option<TorExistingSection>,
+    /// `[transport.manual]`
+    #[serde(default)]
+    pub manual: Option<ManualSection>,
+    /// `[transport.arti]` (see docs/arti.md)
+    #[serde(default)]
+    #[allow(dead_code)] // read once the embedded transport is built in
+    pub arti: Option<toml::Value>,
+}
+
+/// `[transport.tor]`: C tor launched by torchat.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorSection {
+    /// The tor program (default: `tor` on PATH).
+    pub tor_binary: Option<PathBuf>,
+    /// Where the onion service forwards port 11009 (default 127.0.0.1, any free port).
+    pub listen: Option<SocketAddr>,
+    /// Report a problem when not bootstrapped after this many seconds (default 30).
+    pub bootstrap_problem_secs: Option<u64>,
+    /// Extra torrc lines (e.g. from `private-tor-net client-torrc`).
+    #[serde(default)]
+    pub extra_torrc: Vec<String>,
+    /// Bridge lines (without the word `Bridge`).
+    #[serde(default)]
+    pub bridges: Vec<String>,
+    /// `ClientTransportPlugin` lines (without the keyword).
+    #[serde(default)]
+    pub transport_plugins: Vec<String>,
+}
+
+/// `[transport.tor-existing]`: a running tor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorExistingSection {
+    /// Control port address.
+    pub control: SocketAddr,
+    /// SOCKS port address.
+    pub socks: SocketAddr,
+    /// Cookie file for cookie authentication.
+    pub cookie_file: Option<PathBuf>,
+    /// Password for password authentication.
+    pub password: Option<String>,
+    /// Where the onion service forwards port 11009.
+    pub listen: Option<SocketAddr>,
+    /// Report a problem when not bootstrapped after this many seconds (default 30).
+    pub bootstrap_problem_secs: Option<u64>,
+}
+
+/// `[transport.manual]`: a SOCKS proxy, your own onion service and its id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualSection {
+    /// Your onion id (56 or 16 characters).
+    pub id: String,
+    /// Where your onion service forwards port 11009.
+    pub listen: SocketAddr,
+    /// The SOCKS proxy.
+    pub socks: SocketAddr,
+    /// `socks5` (default) or `socks4a`.
+    #[serde(default)]
+    pub socks_version: Option<String>,
+}
+
+/// The transports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// Embedded Tor (Arti).
+    #[default]
+    Arti,
+    /// C tor launched and managed by torchat.
+    Tor,
+    /// A running C tor (control + SOCKS).
+    TorExisting,
+    /// A SOCKS proxy, a listen address and an id given by the user.
+    Manual,
+    /// Plain TCP with an id → address map (no anonymity: LANs, tests, demo).
+    Direct,
+}
+
+/// `[transport.direct]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectConfig {
+    /// Where we listen.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// A legacy 16-character id to use instead of our key's v3 id.
+    pub id: Option<String>,
+    /// Id → address.
+    #[serde(default)]
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// Ids we do not connect to (a cut link).
+    #[serde(default)]
+    pub blocked: Vec<String>,
+}
+
+impl Default for DirectConfig {
+    fn default() -> Self {
+        DirectConfig {
+            listen: default_listen(),
+            id: None,
+            peers: BTreeMap::new(),
+            blocked: vec![],
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 11009))
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace` (or an env-filter directive).
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// Log full onion ids (debugging only).
+    #[serde(default)]
+    pub secrets: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_level(),
+            secrets: false,
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+/// `[protocol]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// Redundancy settle window in seconds (default 10).
+    pub settle_window_secs: Option<u64>,
+    /// How long group packets wait for an unreachable member, in hours (default 24).
+    pub relay_lifetime_hours: Option<u64>,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/torchat` or `~/.local/share/torchat`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("torchat");
+    }
+    home().join(".local/share/torchat")
+}
+
+/// The default config file: `$XDG_CONFIG_HOME/torchat/config.toml` or `~/.config/...`.
+pub fn default_config_file() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("torchat/config.toml");
+    }
+    home().join(".config/torchat/config.toml")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Reads a config file; a missing default file is an empty config.
+pub fn load(path: Option<&Path>) -> Result<Config, String> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (default_config_file(), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) => toml::from_str(&s).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| {
+                l.trim_start_matches("//!")
+                    .strip_prefix(' ')
+                    .unwrap_or("")
+                    .to_owned()
+                    + "\n"
+            })
+            .collect();
+        let c: Config = toml::from_str(&example).unwrap();
+        assert_eq!(c.transport.kind, TransportKind::Direct);
+        assert_eq!(c.transport.direct.peers.len(), 1);
+        assert_eq!(c.profile.name.as_deref(), Some("alice"));
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+}

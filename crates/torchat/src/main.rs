@@ -1,0 +1,356 @@
+//! torchat: a TorChat-compatible messenger over Tor with reliable group chat.
+//!
+//! `torchat daemon` runs the node; the other subcommands talk to it through the control API.
+
+mod client;
+mod config;
+mod daemon;
+mod demo;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use torchat_api::Command;
+
+use crate::client::Client;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "torchat",
+    version,
+    about = "TorChat-compatible messenger over Tor with reliable group chat"
+)]
+struct Cli {
+    /// Data directory (identity, store, control socket). Default: $XDG_DATA_HOME/torchat.
+    #[arg(long, global = true, env = "TORCHAT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file. Default: $XDG_CONFIG_HOME/torchat/config.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the node (headless).
+    Daemon {
+        /// Transport: arti (embedded Tor, default), tor, tor-existing, manual, direct.
+        #[arg(long)]
+        transport: Option<String>,
+        /// Listen address for the direct transport.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Log level (error, warn, info, debug, trace).
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Log full onion ids (debugging only).
+        #[arg(long)]
+        log_secrets: bool,
+    },
+    /// Show our onion id.
+    Id,
+    /// Show the node's state (transport, Tor bootstrap, connections).
+    Info,
+    /// List buddies.
+    Buddies,
+    /// Add a buddy.
+    Add {
+        /// Onion id.
+        id: String,
+        /// Our name for it.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Remove a buddy.
+    Remove {
+        /// Onion id.
+        id: String,
+    },
+    /// Block an id.
+    Block {
+        /// Onion id.
+        id: String,
+    },
+    /// Unblock an id.
+    Unblock {
+        /// Onion id.
+        id: String,
+    },
+    /// Send a message (queued until the buddy is online).
+    Send {
+        /// Onion id.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// Show a conversation (buddy id or group id).
+    History {
+        /// Buddy id or group id.
+        with: String,
+        /// How many messages.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Set our status: available, away, xa.
+    Status {
+        /// available, away or xa.
+        status: String,
+    },
+    /// Set our profile.
+    Profile {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Text.
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// Group chats.
+    Group {
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
+    /// Who vouched for a group message.
+    Claims {
+        /// Message id.
+        msg: String,
+    },
+    /// Print events as they happen.
+    Events,
+    /// Stop the node.
+    Stop,
+    /// Run a small group on loopback with one cut link and show the redundancy at work.
+    Demo,
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCmd {
+    /// List groups.
+    List,
+    /// Create a group.
+    Create {
+        /// Turn the redundancy extension off for this group.
+        #[arg(long)]
+        no_redundancy: bool,
+    },
+    /// Invite an online buddy.
+    Invite {
+        /// Group id.
+        gid: String,
+        /// Onion id.
+        id: String,
+    },
+    /// Accept an invite.
+    Accept {
+        /// Group id.
+        gid: String,
+    },
+    /// Decline an invite.
+    Decline {
+        /// Group id.
+        gid: String,
+    },
+    /// Say something.
+    Say {
+        /// Group id.
+        gid: String,
+        /// Text.
+        text: String,
+    },
+    /// Show members.
+    Members {
+        /// Group id.
+        gid: String,
+    },
+    /// Leave.
+    Leave {
+        /// Group id.
+        gid: String,
+        /// Reason.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("torchat: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("torchat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let mut cfg = config::load(cli.config.as_deref())?;
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or(cfg.data_dir.clone())
+        .unwrap_or_else(config::default_data_dir);
+    let request = match &cli.cmd {
+        Cmd::Daemon {
+            transport,
+            listen,
+            log_level,
+            log_secrets,
+        } => {
+            if let Some(t) = transport.clone() {
+                let v = toml::Value::String(t.clone());
+                cfg.transport.kind = v
+                    .try_into()
+                    .map_err(|_| format!("unknown transport {t:?}"))?;
+            }
+            if let Some(l) = listen {
+                cfg.transport.direct.listen = *l;
+            }
+            if let Some(l) = log_level {
+                cfg.log.level = l.clone();
+            }
+            cfg.log.secrets |= *log_secrets;
+            init_logging(&cfg.log.level);
+            return run_daemon(&cfg, &data_dir).await;
+        }
+        Cmd::Demo => {
+            init_logging("warn");
+            return demo::run().await;
+        }
+        Cmd::Id | Cmd::Info => Command::Info,
+        Cmd::Buddies => Command::Buddies,
+        Cmd::Add { id, alias } => Command::Add {
+            id: id.clone(),
+            alias: alias.clone(),
+        },
+        Cmd::Remove { id } => Command::Remove { id: id.clone() },
+        Cmd::Block { id } => Command::Block { id: id.clone() },
+        Cmd::Unblock { id } => Command::Unblock { id: id.clone() },
+        Cmd::Send { to, text } => Command::Send {
+            to: to.clone(),
+            text: text.clone(),
+        },
+        Cmd::History { with, limit } => Command::History {
+            with: with.clone(),
+            limit: Some(*limit),
+            before: None,
+        },
+        Cmd::Status { status } => Command::SetStatus {
+            status: status.clone(),
+        },
+        Cmd::Profile { name, text } => Command::SetProfile {
+            name: name.clone(),
+            text: text.clone(),
+        },
+        Cmd::Claims { msg } => Command::Claims { msg: msg.clone() },
+        Cmd::Events => Command::Subscribe,
+        Cmd::Stop => Command::Shutdown,
+        Cmd::Group { cmd } => cmd.command(),
+    };
+    let socket = data_dir.join(torchat_node::SOCKET);
+    let mut client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
+    let subscribe = matches!(request, Command::Subscribe);
+    let value = client.call(request).await.map_err(|e| e.to_string())?;
+    if subscribe {
+        loop {
+            let ev = client.next_event().await.map_err(|e| e.to_string())?;
+            output::event(&ev, cli.json);
+        }
+    }
+    output::result(&cli.cmd, &value, cli.json);
+    Ok(())
+}
+
+impl GroupCmd {
+    fn command(&self) -> Command {
+        match self {
+            GroupCmd::List => Command::Groups,
+            GroupCmd::Create { no_redundancy } => Command::GroupCreate {
+                modes: if *no_redundancy {
+                    vec![torchat_core::NO_REDUNDANCY.to_owned()]
+                } else {
+                    vec![]
+                },
+            },
+            GroupCmd::Invite { gid, id } => Command::GroupInvite {
+                gid: gid.clone(),
+                id: id.clone(),
+            },
+            GroupCmd::Accept { gid } => Command::GroupAccept { gid: gid.clone() },
+            GroupCmd::Decline { gid } => Command::GroupDecline { gid: gid.clone() },
+            GroupCmd::Say { gid, text } => Command::GroupSay {
+                gid: gid.clone(),
+                text: text.clone(),
+            },
+            GroupCmd::Members { gid } => Command::GroupMembers { gid: gid.clone() },
+            GroupCmd::Leave { gid, reason } => Command::GroupLeave {
+                gid: gid.clone(),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TORCHAT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run_daemon(cfg: &config::Config, data_dir: &std::path::Path) -> Result<(), String> {
+    let started = daemon::start(cfg, data_dir).await?;
+    let node = started.node;
+    eprintln!(
+        "torchat: running as {} (control socket {})",
+        node.id,
+        node.control_path.display()
+    );
+    let stop = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let control_path = node.control_path.clone();
+    let wait = node.wait();
+    tokio::pin!(wait);
+    tokio::select! {
+        _ = &mut wait => {}
+        _ = stop => {
+            // Ask the node to stop through its own API so it flushes and closes cleanly.
+            if let Ok(mut c) = Client::connect(&control_path).await {
+                let _ = c.call(Command::Shutdown).await;
+            }
+            wait.await;
+        }
+    }
+    Ok(())
+}
