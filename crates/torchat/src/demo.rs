@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::Value;
 use torchat_api::Command;
 
-use crate::client::Client;
 use crate::config::{Config, TransportKind};
 use crate::daemon;
+use torchat_client::Client;
 
 const NAMES: [&str; 4] = ["alice", "bob", "carol", "dave"];
 

@@ -2,7 +2,6 @@
 //!
 //! `torchat daemon` runs the node; the other subcommands talk to it through the control API.
 
-mod client;
 mod config;
 mod daemon;
 mod demo;
@@ -14,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use torchat_api::Command;
 
-use crate::client::Client;
+use torchat_client::Client;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,4 +1,6 @@
-//! A control-API client: what the CLI (and later the TUI and the IRC gateway) use.
+//! A client for the torchat control API (see `docs/api.md`): what the CLI, the terminal UI and
+//! the IRC gateway use to talk to a running node.
+#![warn(missing_docs)]
 
 use std::path::Path;
 
@@ -87,6 +89,12 @@ impl Client {
                 ServerLine::Event(e) => self.pending.push_back(e),
             }
         }
+    }
+
+    /// Subscribes to events (see [`Client::next_event`]) and returns the client.
+    pub async fn subscribed(mut self) -> Result<Self, ClientError> {
+        self.call(Command::Subscribe).await?;
+        Ok(self)
     }
 
     /// The next event (after `subscribe`).
