@@ -1,6 +1,8 @@
 //! Daemons as separate processes, driven through the control API.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod tornet;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
