@@ -319,9 +319,14 @@ fn init_logging(level: &str) {
 async fn run_daemon(cfg: &config::Config, data_dir: &std::path::Path) -> Result<(), String> {
     let started = daemon::start(cfg, data_dir).await?;
     let node = started.node;
+    // The full id stays out of the log unless asked for; `torchat id` shows it.
+    let shown = if cfg.log.secrets {
+        node.id.to_string()
+    } else {
+        format!("{}…", node.id.short())
+    };
     eprintln!(
-        "torchat: running as {} (control socket {})",
-        node.id,
+        "torchat: running as {shown} (`torchat id` shows the full id; control socket {})",
         node.control_path.display()
     );
     let stop = async {
