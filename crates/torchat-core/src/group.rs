@@ -386,7 +386,8 @@ impl Node {
         g.engine.restore(slot, max);
     }
 
-    /// Restores a queued group packet (before `start`). Expired entries are ignored.
+    /// Restores a queued group packet (before `start`). Entries already expired are dropped
+    /// (with [`Event::OutboxDropped`]) at the next timeout.
     pub fn restore_outbox(&mut self, e: OutboxEntry) {
         self.outbox.push(e);
     }

@@ -205,5 +205,12 @@ fn three_daemons_chat_group_restart_and_kill() {
             "{} logged message text",
             d.name
         );
+        for id in [&a, &b, &c] {
+            assert!(
+                !log.contains(id.as_str()),
+                "{} logged a full onion id",
+                d.name
+            );
+        }
     }
 }
