@@ -77,7 +77,6 @@ pub struct TransportConfig {
     pub manual: Option<ManualSection>,
     /// `[transport.arti]` (see docs/arti.md)
     #[serde(default)]
-    #[allow(dead_code)] // read once the embedded transport is built in
     pub arti: Option<toml::Value>,
 }
 
