@@ -31,8 +31,10 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Without a command: the terminal UI, attached to the running daemon, or with a node
+    /// started in this process if none is running.
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +128,14 @@ enum Cmd {
     Stop,
     /// Run a small group on loopback with one cut link and show the redundancy at work.
     Demo,
+    /// The terminal UI, attached to the running daemon.
+    Ui,
+    /// Serve IRC on localhost: any IRC client becomes a torchat client (see docs/irc.md).
+    Irc {
+        /// Where to listen (loopback addresses only).
+        #[arg(long, default_value_t = torchat_irc::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,7 +215,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         .clone()
         .or(cfg.data_dir.clone())
         .unwrap_or_else(config::default_data_dir);
-    let request = match &cli.cmd {
+    let Some(cmd) = &cli.cmd else {
+        return run_ui(&cfg, &data_dir).await;
+    };
+    let request = match cmd {
         Cmd::Daemon {
             transport,
             listen,
@@ -231,6 +244,32 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Demo => {
             init_logging("warn");
             return demo::run().await;
+        }
+        Cmd::Ui => {
+            let socket = data_dir.join(torchat_node::SOCKET);
+            return torchat_tui::run(&socket).await.map_err(|e| e.to_string());
+        }
+        Cmd::Irc { listen } => {
+            init_logging(&cfg.log.level);
+            let password = match std::env::var("TORCHAT_IRC_PASSWORD") {
+                Ok(p) if !p.trim().is_empty() => p,
+                _ => {
+                    let file = data_dir.join("irc-password");
+                    let p =
+                        torchat_irc::load_or_create_password(&file).map_err(|e| e.to_string())?;
+                    eprintln!(
+                        "torchat irc: the password for IRC clients is in {}",
+                        file.display()
+                    );
+                    p
+                }
+            };
+            let mut irc =
+                torchat_irc::IrcConfig::new(data_dir.join(torchat_node::SOCKET), password);
+            irc.listen = *listen;
+            irc.nick_file = Some(data_dir.join("irc-nicks.json"));
+            eprintln!("torchat irc: IRC on {listen}; connect with the password, then type help in &torchat");
+            return torchat_irc::serve(irc).await.map_err(|e| e.to_string());
         }
         Cmd::Id | Cmd::Info => Command::Info,
         Cmd::Buddies => Command::Buddies,
@@ -272,7 +311,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             output::event(&ev, cli.json);
         }
     }
-    output::result(&cli.cmd, &value, cli.json);
+    output::result(cmd, &value, cli.json);
     Ok(())
 }
 
@@ -357,4 +396,34 @@ async fn run_daemon(cfg: &config::Config, data_dir: &std::path::Path) -> Result<
         }
     }
     Ok(())
+}
+
+/// `torchat` without a command: the terminal UI. Attaches to a running daemon; otherwise
+/// starts the node in this process (logging to `torchat.log` in the data directory, so the
+/// screen stays clean) and stops it when the UI exits.
+async fn run_ui(cfg: &config::Config, data_dir: &std::path::Path) -> Result<(), String> {
+    let socket = data_dir.join(torchat_node::SOCKET);
+    if Client::connect(&socket).await.is_ok() {
+        return torchat_tui::run(&socket).await.map_err(|e| e.to_string());
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("torchat.log"))
+        .map_err(|e| format!("log file: {e}"))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TORCHAT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .try_init();
+    let started = daemon::start(cfg, data_dir).await?;
+    let result = torchat_tui::run(&started.node.control_path)
+        .await
+        .map_err(|e| e.to_string());
+    started.node.shutdown().await;
+    result
 }
