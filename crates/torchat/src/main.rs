@@ -345,12 +345,21 @@ impl GroupCmd {
     }
 }
 
+/// Arti's crates report every failed attempt at warning level; what matters reaches the user
+/// through the transport's own progress and problem events, so they are quieter by default.
+const ARTI_QUIET: &str = "tor_chanmgr=error,tor_circmgr=error,tor_dirmgr=error,tor_guardmgr=error,\
+tor_netdir=error,tor_proto=error,tor_hsservice=error,tor_hsclient=error,tor_ptmgr=error,arti_client=error";
+
+/// The log filter: `TORCHAT_LOG` if set, else the configured level (with Arti quieter).
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("TORCHAT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},{ARTI_QUIET}")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TORCHAT_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(level))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -368,6 +377,9 @@ async fn run_daemon(cfg: &config::Config, data_dir: &std::path::Path) -> Result<
         "torchat: running as {shown} (`torchat id` shows the full id; control socket {})",
         node.control_path.display()
     );
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        tokio::spawn(progress_bar(node.control_path.clone()));
+    }
     let stop = async {
         #[cfg(unix)]
         {
@@ -412,11 +424,8 @@ async fn run_ui(cfg: &config::Config, data_dir: &std::path::Path) -> Result<(), 
         .append(true)
         .open(data_dir.join("torchat.log"))
         .map_err(|e| format!("log file: {e}"))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TORCHAT_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(&cfg.log.level))
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(log))
         .try_init();
@@ -426,4 +435,47 @@ async fn run_ui(cfg: &config::Config, data_dir: &std::path::Path) -> Result<(), 
         .map_err(|e| e.to_string());
     started.node.shutdown().await;
     result
+}
+
+/// Draws Tor's bootstrap progress on the terminal until the onion service is ready, and says
+/// plainly what is wrong (and what to try) when it cannot connect.
+async fn progress_bar(socket: PathBuf) {
+    use torchat_api::Event;
+    let Ok(mut c) = Client::connect(&socket).await else {
+        return;
+    };
+    if c.call(Command::Subscribe).await.is_err() {
+        return;
+    }
+    if let Ok(v) = c.call(Command::Info).await {
+        if v["tor"]["ready"] == serde_json::Value::Bool(true) {
+            eprintln!("torchat: network ready");
+            return;
+        }
+    }
+    loop {
+        match c.next_event().await {
+            Ok(Event::TorProgress { percent, summary }) => {
+                let done = usize::from(percent.min(100)) * 30 / 100;
+                eprint!(
+                    "\rTor [{}{}] {percent:3}% {:<40.40}",
+                    "#".repeat(done),
+                    ".".repeat(30 - done),
+                    summary
+                );
+            }
+            Ok(Event::TorReady { .. }) => {
+                eprintln!(
+                    "\rTor [{}] 100% ready: buddies can reach you        ",
+                    "#".repeat(30)
+                );
+                return;
+            }
+            Ok(Event::TorProblem { message, hint }) => {
+                eprintln!("\ntorchat: {message}\n  try: {hint}")
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
 }
