@@ -239,11 +239,12 @@ pub(crate) async fn serve(
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     let task = tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                continue;
+            // At the cap, wait for a client to leave before accepting the next one: new
+            // connections wait in the listen backlog instead of being dropped.
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                drop(sock); // too many clients
+            let Ok((sock, _)) = listener.accept().await else {
                 continue;
             };
             let (commands, events) = (commands.clone(), events.clone());
@@ -287,9 +288,15 @@ async fn client(
             break;
         }
         if buf.len() > api::MAX_LINE {
-            let r = api::Response::err(0, "too_long", "request line too long");
-            let _ = out_tx.send(line(&r)).await;
-            break;
+            // Too long: answer, skip the rest of the line without holding it, carry on.
+            if !buf.ends_with(b"\n") && !skip_line(&mut lines).await {
+                break;
+            }
+            let r = api::Response::err(0, "too_long", "request line longer than 64 KiB");
+            if out_tx.send(line(&r)).await.is_err() {
+                break;
+            }
+            continue;
         }
         let text = String::from_utf8_lossy(&buf);
         if text.trim().is_empty() {
@@ -343,6 +350,24 @@ async fn client(
     }
     drop(out_tx);
     let _ = writer.await;
+}
+
+/// Reads and drops bytes up to and including the next LF. False at end of stream or error.
+async fn skip_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> bool {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let (done, used) = match r.fill_buf().await {
+            Ok([]) | Err(_) => return false,
+            Ok(b) => match b.iter().position(|&c| c == b'\n') {
+                Some(i) => (true, i + 1),
+                None => (false, b.len()),
+            },
+        };
+        r.consume(used);
+        if done {
+            return true;
+        }
+    }
 }
 
 fn line(r: &api::Response) -> String {
