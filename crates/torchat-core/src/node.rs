@@ -120,6 +120,14 @@ impl Node {
         b.alias = alias;
     }
 
+    /// Restores what a buddy last told us about itself (profile, client), so it can be shown
+    /// before it comes online. Emits nothing.
+    pub fn restore_buddy_info(&mut self, id: &OnionId, info: crate::types::PeerInfo) {
+        if let Some(b) = self.buddies.get_mut(id) {
+            b.info = info;
+        }
+    }
+
     /// Restores a 1:1 message that was queued and not yet sent. Emits nothing.
     pub fn restore_queued(&mut self, id: MsgId, to: OnionId, text: Vec<u8>) {
         if let Some(b) = self.buddies.get_mut(&to) {

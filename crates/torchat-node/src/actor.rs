@@ -280,7 +280,17 @@ impl Actor {
     }
 
     fn publish(&mut self, e: Event) {
-        if let Event::PeerInfo { id, .. } = &e {
+        if let Event::PeerInfo { id, info } = &e {
+            // Keep the last known profile of buddies on our list, for display after a restart.
+            if let Ok(Some(mut row)) = self.store.buddy(id) {
+                row.profile_name = info.profile_name.clone();
+                row.profile_text = info.profile_text.clone();
+                row.client = info.client.clone();
+                row.version = info.version.clone();
+                if let Err(e) = self.store.apply(&[torchat_store::Op::UpsertBuddy(row)]) {
+                    tracing::error!(error = %e, "store write failed");
+                }
+            }
             if let Some(b) = self.core.buddy(id) {
                 let _ = self.events.send(api::Event::BuddyInfo {
                     buddy: convert::buddy(&b),

@@ -212,6 +212,14 @@ fn delivery(d: Delivery) -> st::Delivery {
 pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
     for b in store.buddies()? {
         node.restore_buddy(b.id.clone(), core_kind(b.kind), b.alias.clone());
+        let info = torchat_core::PeerInfo {
+            client: b.client.clone(),
+            version: b.version.clone(),
+            profile_name: b.profile_name.clone(),
+            profile_text: b.profile_text.clone(),
+            supports: vec![],
+        };
+        node.restore_buddy_info(&b.id, info);
     }
     // 1:1 messages that were never sent.
     for conv in store.conversations()? {

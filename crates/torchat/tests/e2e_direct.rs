@@ -56,9 +56,15 @@ fn three_daemons_chat_group_restart_and_kill() {
     wait_until(secs(10), "1:1 messages", || {
         history(&mut cb, &a).len() == 2 && history(&mut ca, &b).len() == 2
     });
+    // Both were sent at once: find each by direction, not by position.
     let hb = history(&mut cb, &a);
-    assert_eq!(hb[0]["text"], json!("hello bob ünïcödé\nline 2"));
-    assert_eq!(hb[0]["direction"], json!("in"));
+    let got = hb.iter().find(|m| m["direction"] == json!("in")).unwrap();
+    assert_eq!(got["text"], json!("hello bob ünïcödé\nline 2"));
+    let mine = hb.iter().find(|m| m["direction"] == json!("out")).unwrap();
+    assert_eq!(
+        (mine["text"].clone(), mine["delivery"].clone()),
+        (json!("hi alice"), json!("sent"))
+    );
 
     // A group made by bob with alice and carol, who cannot reach each other.
     let gid = cb.ok(json!({"cmd": "group_create"}))["gid"]
@@ -110,6 +116,16 @@ fn three_daemons_chat_group_restart_and_kill() {
     db.spawn();
     cb = db.client();
     assert_eq!(history(&mut cb, &a).len(), 2);
+    // What alice told bob about herself survived too (shown before she reconnects).
+    let alice_row = cb
+        .ok(json!({"cmd": "buddies"}))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == json!(a))
+        .cloned()
+        .unwrap();
+    assert_eq!(alice_row["name"], json!("alice"));
     assert_eq!(
         cb.ok(json!({"cmd": "group_members", "gid": gid}))["members"]
             .as_array()

@@ -135,11 +135,15 @@ impl Client {
         req["req"] = json!(id);
         let mut line = req.to_string();
         line.push('\n');
-        self.wr.write_all(line.as_bytes()).unwrap();
+        // A node that is killed makes writes and reads fail: that is an answer too.
+        let gone = json!({"ok": false, "error": {"code": "eof"}});
+        if self.wr.write_all(line.as_bytes()).is_err() {
+            return gone;
+        }
         loop {
             let mut l = String::new();
-            if self.rd.read_line(&mut l).unwrap() == 0 {
-                return json!({"ok": false, "error": {"code": "eof"}});
+            if self.rd.read_line(&mut l).unwrap_or(0) == 0 {
+                return gone;
             }
             let v: Value = serde_json::from_str(&l).unwrap();
             if v.get("event").is_some() {
