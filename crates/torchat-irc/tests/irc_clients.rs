@@ -20,11 +20,17 @@ use torchat_irc::{IrcConfig, Server};
 const PASSWORD: &str = "correct horse battery staple";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Outside the kernel's ephemeral range (32768–60999), so that no outgoing connection of a
+    // daemon can take the port between this check and the daemon binding it.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + ((std::process::id().wrapping_mul(7919) + n * 13) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A legacy id from a short name: "alice" → "aliceaaaaaaaaaaa".
