@@ -63,6 +63,9 @@ pub struct Config {
     pub max_group_members: usize,
     /// Cap on queued group packets per member (oldest dropped first, with an event).
     pub max_outbox_per_member: usize,
+    /// Cap on the bytes of all queued group packets together (oldest dropped first, with an
+    /// event).
+    pub max_outbox_bytes: usize,
     /// Messages per group remembered for matching relayed copies and late direct copies.
     pub max_tracked_messages: usize,
 }
@@ -97,6 +100,7 @@ impl Config {
             max_groups: 256,
             max_group_members: 256,
             max_outbox_per_member: 1000,
+            max_outbox_bytes: 32 * 1024 * 1024,
             max_tracked_messages: 2000,
         }
     }

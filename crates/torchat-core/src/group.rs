@@ -1023,6 +1023,19 @@ impl Node {
             expires: now + self.cfg.relay_lifetime,
             own,
         };
+        // A global cap too, so that members who never come back (or a hostile member with many
+        // fake ones) cannot make the outbox grow without bound: the oldest entries go first.
+        let mut bytes: usize = self.outbox.iter().map(|e| e.line.len()).sum();
+        while bytes + entry.line.len() > self.cfg.max_outbox_bytes && !self.outbox.is_empty() {
+            let old = self.outbox.remove(0);
+            bytes -= old.line.len();
+            self.persist(Record::OutboxRemove { id: old.id });
+            self.event(Event::OutboxDropped {
+                gid: old.gid,
+                to: old.to,
+                own: old.own,
+            });
+        }
         self.persist(Record::OutboxAdd(entry.clone()));
         self.outbox.push(entry);
         self.pin(to, now);

@@ -672,3 +672,43 @@ fn we_invite_ruby() {
         Event::GroupMember { id, change: torchat_core::MemberChange::Declined, .. } if *id == e)));
     assert!(!s.node.group(&gid).unwrap().members.contains(&e));
 }
+
+#[test]
+fn the_outbox_is_bounded_in_bytes_and_says_what_it_drops() {
+    let mut a = node("na", 1);
+    let now = torchat_core::Timestamp::from_millis(common::T0);
+    let gid = GroupId::new("6f012391-883d-4f4f-8d54-52c4227b3ac9").unwrap();
+    // Two members that are never reachable.
+    a.restore_group(
+        gid.clone(),
+        GroupState::Joined,
+        vec![],
+        None,
+        vec![id("nb"), id("nc")],
+    );
+    a.start(now);
+    let cap = a.config().max_outbox_bytes;
+    let text = vec![b'x'; 100 * 1024];
+    let mut dropped = 0;
+    let mut queued_bytes = 0usize;
+    for _ in 0..400 {
+        a.group_say(&gid, text.clone(), now).unwrap();
+        while let Some(o) = a.poll_output() {
+            match o {
+                torchat_core::Output::Event(Event::OutboxDropped { own: Some(_), .. }) => {
+                    dropped += 1
+                }
+                torchat_core::Output::Persist(Record::OutboxAdd(e)) => queued_bytes += e.line.len(),
+                _ => {}
+            }
+        }
+    }
+    // 400 messages × 2 members × ~100 KiB is ~80 MiB: far over the 32 MiB cap.
+    assert!(
+        a.outbox_len() * 100 * 1024 <= cap,
+        "{} entries",
+        a.outbox_len()
+    );
+    assert!(dropped > 0 && queued_bytes > cap);
+    assert_eq!(a.outbox_len() + dropped, 800);
+}
