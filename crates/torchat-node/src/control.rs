@@ -229,6 +229,14 @@ pub(crate) async fn serve(
     events: broadcast::Sender<api::Event>,
 ) -> std::io::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
     let path = dir.join(SOCKET);
+    // A live socket means another node runs on this data directory: two would share one
+    // store and one identity. A dead one (left by a crash) is removed.
+    if UnixStream::connect(&path).await.is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("a torchat node is already running with {}", dir.display()),
+        ));
+    }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     #[cfg(unix)]

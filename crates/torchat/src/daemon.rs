@@ -35,6 +35,12 @@ pub async fn start(cfg: &Config, data_dir: &Path) -> Result<Started, String> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
     }
+    if std::os::unix::net::UnixStream::connect(data_dir.join(torchat_node::SOCKET)).is_ok() {
+        return Err(format!(
+            "a torchat node is already running with {} (use `torchat ui`, or another --data-dir)",
+            data_dir.display()
+        ));
+    }
     let identity = Identity::load_or_create(data_dir).map_err(|e| format!("identity key: {e}"))?;
     let store = torchat_store::SqliteStore::open(data_dir.join("torchat.sqlite3"))
         .map_err(|e| format!("store: {e}"))?;

@@ -94,4 +94,19 @@ fn bad_requests_get_clear_errors_and_the_connection_survives() {
     }
     let mut c = d.client();
     assert_eq!(c.ok(json!({"cmd": "info"}))["api_version"], json!(1));
+    // A second node on the same data directory is refused (one store, one identity).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_torchat"))
+        .arg("--data-dir")
+        .arg(&d.dir)
+        .arg("--config")
+        .arg(&d.config)
+        .arg("daemon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert_eq!(
+        d.client().ok(json!({"cmd": "info"}))["api_version"],
+        json!(1)
+    );
 }
