@@ -177,8 +177,10 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
             }
             v
         }
-        Record::GroupDelivery { id, delivered, .. } => {
-            let d = if delivered == 0 {
+        Record::GroupDelivery { id, delivered, of } => {
+            let d = if of == 0 {
+                st::Delivery::Sent // nobody else in the group: nothing to wait for
+            } else if delivered == 0 {
                 st::Delivery::Queued
             } else {
                 st::Delivery::Delivered(delivered)

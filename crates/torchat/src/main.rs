@@ -306,6 +306,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let subscribe = matches!(request, Command::Subscribe);
     let value = client.call(request).await.map_err(|e| e.to_string())?;
     if subscribe {
+        eprintln!("torchat: following events (Ctrl-C to stop)");
         loop {
             let ev = client.next_event().await.map_err(|e| e.to_string())?;
             output::event(&ev, cli.json);
