@@ -431,6 +431,13 @@ pub enum Trust {
         /// Members other than the speaker.
         n: u32,
     },
+    /// Relayed only, but with the speaker's valid signature: authentic.
+    Signed {
+        /// Claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
     /// Relayed only while the speaker was connected: possibly forged.
     Unconfirmed {
         /// Claimants.

@@ -9,6 +9,9 @@ use torchat_wire::{OnionId, Status};
 pub struct Config {
     /// Our own onion id (v3, or legacy v2 with the manual and direct transports).
     pub own_id: OnionId,
+    /// Our onion service's ed25519 secret seed, when our id is the v3 id of that key: group
+    /// messages are then signed (extension `torchat_signed`). `None`: nothing is signed.
+    pub signing_key: Option<[u8; 32]>,
     /// Sent in `client`.
     pub client_name: String,
     /// Sent in `version`.
@@ -75,6 +78,7 @@ impl Config {
     pub fn new(own_id: OnionId) -> Self {
         Config {
             own_id,
+            signing_key: None,
             client_name: "torchat".into(),
             client_version: env!("CARGO_PKG_VERSION").into(),
             profile_name: Vec::new(),

@@ -22,6 +22,53 @@ use crate::types::{
 /// The invite mode that turns relaying off.
 pub const NO_REDUNDANCY: &str = "noredundancy";
 
+/// Our extension: group messages with ids and signatures (announced in `supports`).
+pub const SIGNED_EXT: &str = "torchat_signed";
+
+/// What a group message signature covers: domain, group, message id, speaker, text.
+fn signed_bytes(gid: &GroupId, sender: &OnionId, msgid: &[u8; 16], text: &[u8]) -> Vec<u8> {
+    let mut m = b"torchat signed group message v1\0".to_vec();
+    m.extend_from_slice(gid.as_str().as_bytes());
+    m.push(0);
+    m.extend_from_slice(msgid);
+    m.extend_from_slice(sender.as_bytes());
+    m.push(0);
+    m.extend_from_slice(text);
+    m
+}
+
+/// Signs a group message with our onion service key (the ed25519 seed).
+fn sign_message(
+    seed: &[u8; 32],
+    gid: &GroupId,
+    me: &OnionId,
+    msgid: &[u8; 16],
+    text: &[u8],
+) -> [u8; 64] {
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_bytes(seed);
+    key.sign(&signed_bytes(gid, me, msgid, text)).to_bytes()
+}
+
+/// Checks a speaker's signature against its v3 onion id (the id *is* the public key).
+fn verify_signed(
+    gid: &GroupId,
+    sender: &OnionId,
+    msgid: &[u8; 16],
+    sig: &[u8; 64],
+    text: &[u8],
+) -> bool {
+    let Some(pk) = sender.ed25519_public_key() else {
+        return false; // a legacy id has no key: nothing could be signed
+    };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(pk) else {
+        return false;
+    };
+    let sig = ed25519_dalek::Signature::from_bytes(sig);
+    key.verify_strict(&signed_bytes(gid, sender, msgid, text), &sig)
+        .is_ok()
+}
+
 /// An open membership question to one id.
 #[derive(Debug, Clone)]
 pub(crate) struct Check {
@@ -282,10 +329,26 @@ impl Node {
                 g.own.pop_first();
             }
         }
+        // With our extension, a unique id and a signature with our onion key go along to the
+        // members who understand them; the others get the plain packet.
+        let signed = self.cfg.signing_key.map(|key| {
+            let mut msgid = [0u8; 16];
+            self.rng.fill_bytes(&mut msgid);
+            let sig = sign_message(&key, gid, &self.cfg.own_id, &msgid, &text);
+            (msgid, sig)
+        });
         for m in members {
-            let p = Packet::GroupMessage {
-                gid: gid.clone(),
-                text: text.clone(),
+            let p = match signed {
+                Some((msgid, sig)) if self.supports(&m, SIGNED_EXT) => Packet::GroupSignedMessage {
+                    gid: gid.clone(),
+                    msgid,
+                    sig,
+                    text: text.clone(),
+                },
+                _ => Packet::GroupMessage {
+                    gid: gid.clone(),
+                    text: text.clone(),
+                },
             };
             self.group_send(gid, &m, p, Some(id), now);
         }
@@ -377,6 +440,8 @@ impl Node {
             id,
             sender,
             text,
+            msgid: None,
+            signed: matches!(trust, Trust::Signed { .. }),
             direct: matches!(trust, Trust::Direct { .. }),
             claimants: claimants.into_iter().collect(),
             first_seen: at,
@@ -398,6 +463,8 @@ impl Node {
         // Traffic for a group we left: say so, so that a member who missed our leave removes
         // us (it treats an unasked `not_participating` from a member as a leave).
         if let Packet::GroupMessage { gid, .. }
+        | Packet::GroupSignedMessage { gid, .. }
+        | Packet::GroupSignedEcho { gid, .. }
         | Packet::GroupEchoedMessage { gid, .. }
         | Packet::GroupParticipants { gid, .. }
         | Packet::GroupInvited { gid, .. } = &p
@@ -432,9 +499,24 @@ impl Node {
             Packet::GroupJoin { gid } => self.on_join(from, &gid, now),
             Packet::GroupInvited { gid, id } => self.on_invited(from, &gid, id, now),
             Packet::GroupLeave { gid, reason } => self.on_leave(from, &gid, reason, now),
-            Packet::GroupMessage { gid, text } => self.on_group_message(from, &gid, text, now),
+            Packet::GroupMessage { gid, text } => {
+                self.on_group_message(from, &gid, text, None, now)
+            }
+            Packet::GroupSignedMessage {
+                gid,
+                msgid,
+                sig,
+                text,
+            } => self.on_group_message(from, &gid, text, Some((msgid, sig)), now),
+            Packet::GroupSignedEcho {
+                gid,
+                sender,
+                msgid,
+                sig,
+                text,
+            } => self.on_echo(from, &gid, sender, text, Some((msgid, sig)), now),
             Packet::GroupEchoedMessage { gid, sender, text } => {
-                self.on_echo(from, &gid, sender, text, now)
+                self.on_echo(from, &gid, sender, text, None, now)
             }
             _ => {}
         }
@@ -686,37 +768,67 @@ impl Node {
         }
     }
 
-    fn on_group_message(&mut self, from: &OnionId, gid: &GroupId, text: Vec<u8>, now: Timestamp) {
+    /// A direct copy from its speaker; `signed` = (message id, signature) for
+    /// `groupchat_signed_message`.
+    fn on_group_message(
+        &mut self,
+        from: &OnionId,
+        gid: &GroupId,
+        text: Vec<u8>,
+        signed: Option<([u8; 16], [u8; 64])>,
+        now: Timestamp,
+    ) {
         if !self.is_member(gid, from) || text.is_empty() {
             return self.non_member();
+        }
+        if let Some((msgid, sig)) = &signed {
+            if !verify_signed(gid, from, msgid, sig, &text) {
+                return self.bad_signature(from);
+            }
         }
         let new_id = self.new_msg_id();
         let max = self.cfg.max_tracked_messages;
         let Some(g) = self.groups.get_mut(gid) else {
             return;
         };
-        let outcome = g.engine.direct(from, &text, new_id, now, max);
+        let outcome = g
+            .engine
+            .direct(from, &text, signed.map(|s| s.0), new_id, now, max);
         let relay = g.redundancy();
         let targets: Vec<OnionId> = g.members.iter().filter(|m| *m != from).cloned().collect();
         self.apply_outcome(gid, outcome, now);
         if relay {
             for m in targets {
-                let p = Packet::GroupEchoedMessage {
-                    gid: gid.clone(),
-                    sender: from.clone(),
-                    text: text.clone(),
+                // Members who understand signatures get the speaker's signature along.
+                let p = match signed {
+                    Some((msgid, sig)) if self.supports(&m, SIGNED_EXT) => {
+                        Packet::GroupSignedEcho {
+                            gid: gid.clone(),
+                            sender: from.clone(),
+                            msgid,
+                            sig,
+                            text: text.clone(),
+                        }
+                    }
+                    _ => Packet::GroupEchoedMessage {
+                        gid: gid.clone(),
+                        sender: from.clone(),
+                        text: text.clone(),
+                    },
                 };
                 self.group_send(gid, &m, p, None, now);
             }
         }
     }
 
+    /// A relayed copy; `signed` carries the speaker's id and signature when there is one.
     fn on_echo(
         &mut self,
         from: &OnionId,
         gid: &GroupId,
         sender: OnionId,
         text: Vec<u8>,
+        signed: Option<([u8; 16], [u8; 64])>,
         now: Timestamp,
     ) {
         if sender == self.cfg.own_id {
@@ -729,16 +841,32 @@ impl Node {
         {
             return self.non_member();
         }
+        if let Some((msgid, sig)) = &signed {
+            if !verify_signed(gid, &sender, msgid, sig, &text) {
+                // The relaying member forwarded a forgery (or forged it).
+                return self.bad_signature(from);
+            }
+        }
         let new_id = self.new_msg_id();
         let (window, max) = (self.cfg.settle_window, self.cfg.max_tracked_messages);
         let Some(g) = self.groups.get_mut(gid) else {
             return;
         };
         let n = g.n_others();
+        let msgid = signed.map(|s| s.0);
         let outcome = g
             .engine
-            .claim(&sender, &text, from, new_id, now, window, max, n);
+            .claim(&sender, &text, from, msgid, new_id, now, window, max, n);
         self.apply_outcome(gid, outcome, now);
+    }
+
+    /// A signature that does not verify: the copy is a forgery; dropped and reported.
+    fn bad_signature(&mut self, from: &OnionId) {
+        self.stats.bad_signatures += 1;
+        self.event(Event::Misbehaviour {
+            id: Some(from.clone()),
+            what: "forged signature on a group message",
+        });
     }
 
     /// Turns an engine outcome into events and records.

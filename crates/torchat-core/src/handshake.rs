@@ -222,7 +222,7 @@ impl Node {
 
     /// Extensions we announce in `supports`.
     pub(crate) fn supported_extensions(&self) -> Vec<String> {
-        vec!["groupchat".to_owned()]
+        vec!["groupchat".to_owned(), crate::group::SIGNED_EXT.to_owned()]
     }
 
     /// A line other than ping/pong on an incoming connection that is not authenticated:

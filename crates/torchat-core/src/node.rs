@@ -29,6 +29,8 @@ pub struct Stats {
     pub not_implemented_sent: u64,
     /// Packets about groups from non-members (group layer).
     pub non_member_packets: u64,
+    /// Signed group messages whose signature did not verify (dropped).
+    pub bad_signatures: u64,
 }
 
 /// The TorChat protocol state machine. See the crate docs for the driving contract.

@@ -27,6 +27,10 @@ pub(crate) struct Slot {
     pub window_end: Option<Timestamp>,
     /// What was shown, once shown.
     pub shown: Option<Trust>,
+    /// The message id, when a signed copy (extension `torchat_signed`) was seen.
+    pub msgid: Option<[u8; 16]>,
+    /// A copy with a valid signature of the speaker was seen: the text is authentic.
+    pub signed: bool,
 }
 
 impl Slot {
@@ -34,6 +38,8 @@ impl Slot {
         let k = u32::try_from(self.claimants.len()).unwrap_or(u32::MAX);
         if self.direct {
             Trust::Direct { confirmations: k }
+        } else if self.signed {
+            Trust::Signed { k, n }
         } else if unconfirmed {
             Trust::Unconfirmed { k, n }
         } else {
@@ -70,6 +76,33 @@ impl Engine {
             .copied()
     }
 
+    /// The message a copy belongs to: by id for signed copies (or the first plain-matched one
+    /// without an id, which then takes it), else the first one with that speaker and text
+    /// for which `fits` holds.
+    fn find(
+        &self,
+        sender: &OnionId,
+        text: &[u8],
+        msgid: Option<[u8; 16]>,
+        fits: impl Fn(&Slot) -> bool,
+    ) -> Option<u64> {
+        if let Some(m) = msgid {
+            if let Some(n) = self
+                .key_slots(sender, text)
+                .find(|n| self.slots.get(n).is_some_and(|s| s.msgid == Some(m)))
+            {
+                return Some(n);
+            }
+            return self.key_slots(sender, text).find(|n| {
+                self.slots
+                    .get(n)
+                    .is_some_and(|s| s.msgid.is_none() && fits(s))
+            });
+        }
+        self.key_slots(sender, text)
+            .find(|n| self.slots.get(n).is_some_and(&fits))
+    }
+
     fn new_slot(
         &mut self,
         id: MsgId,
@@ -92,6 +125,8 @@ impl Engine {
             first_seen: now,
             window_end: None,
             shown: None,
+            msgid: None,
+            signed: false,
         };
         self.slots.insert(n, slot);
         self.by_key
@@ -120,13 +155,12 @@ impl Engine {
         &mut self,
         sender: &OnionId,
         text: &[u8],
+        msgid: Option<[u8; 16]>,
         new_id: MsgId,
         now: Timestamp,
         max: usize,
     ) -> Outcome {
-        let found = self
-            .key_slots(sender, text)
-            .find(|n| self.slots.get(n).is_some_and(|s| !s.direct));
+        let found = self.find(sender, text, msgid, |s| !s.direct);
         let n = match found {
             Some(n) => n,
             None => self.new_slot(new_id, sender, text, now, max),
@@ -134,6 +168,10 @@ impl Engine {
         let Some(s) = self.slots.get_mut(&n) else {
             return Outcome::Nothing;
         };
+        if msgid.is_some() {
+            s.msgid = msgid;
+            s.signed = true;
+        }
         s.direct = true;
         s.window_end = None;
         let trust = s.trust(0, false);
@@ -153,17 +191,14 @@ impl Engine {
         sender: &OnionId,
         text: &[u8],
         claimant: &OnionId,
+        msgid: Option<[u8; 16]>,
         new_id: MsgId,
         now: Timestamp,
         window: std::time::Duration,
         max: usize,
         n_others: u32,
     ) -> Outcome {
-        let found = self.key_slots(sender, text).find(|n| {
-            self.slots
-                .get(n)
-                .is_some_and(|s| !s.claimants.contains(claimant))
-        });
+        let found = self.find(sender, text, msgid, |s| !s.claimants.contains(claimant));
         let n = match found {
             Some(n) => n,
             None => {
@@ -178,7 +213,18 @@ impl Engine {
             return Outcome::Nothing;
         };
         s.claimants.insert(claimant.clone());
+        if msgid.is_some() {
+            s.msgid = msgid;
+            s.signed = true;
+        }
         match s.shown {
+            // A valid signature proves the text: no need to wait for more vouchers.
+            None if s.signed => {
+                let trust = s.trust(n_others, false);
+                s.shown = Some(trust);
+                s.window_end = None;
+                Outcome::Show(s.id, trust)
+            }
             None => Outcome::Nothing, // still in the settle window
             Some(prev) => {
                 let unconfirmed = matches!(prev, Trust::Unconfirmed { .. });
@@ -252,7 +298,7 @@ mod tests {
         let mut e = Engine::default();
         let (s, t0) = (id("s"), Timestamp::from_millis(1000));
         for (i, r) in ["r", "q", "p"].iter().enumerate() {
-            let o = e.claim(&s, b"hi", &id(r), mid(i as u8), t0, W, 100, 10);
+            let o = e.claim(&s, b"hi", &id(r), None, mid(i as u8), t0, W, 100, 10);
             assert_eq!(o, Outcome::Nothing);
         }
         assert_eq!(e.next_deadline(), Some(t0 + W));
@@ -263,12 +309,12 @@ mod tests {
         assert_eq!(shown, vec![(mid(0), Trust::Relayed { k: 3, n: 10 })]);
         // A later claim raises k; a repeated claim by the same member opens a new message.
         assert_eq!(
-            e.claim(&s, b"hi", &id("o"), mid(9), t0, W, 100, 10),
+            e.claim(&s, b"hi", &id("o"), None, mid(9), t0, W, 100, 10),
             Outcome::Update(mid(0), Trust::Relayed { k: 4, n: 10 })
         );
         // A late direct copy upgrades it.
         assert_eq!(
-            e.direct(&s, b"hi", mid(8), t0, 100),
+            e.direct(&s, b"hi", None, mid(8), t0, 100),
             Outcome::Update(mid(0), Trust::Direct { confirmations: 4 })
         );
     }
@@ -279,29 +325,29 @@ mod tests {
         let (s, r, q, t0) = (id("s"), id("r"), id("q"), Timestamp::from_millis(0));
         // S says "ok" twice; we get both directly.
         assert_eq!(
-            e.direct(&s, b"ok", mid(1), t0, 100),
+            e.direct(&s, b"ok", None, mid(1), t0, 100),
             Outcome::Show(mid(1), Trust::Direct { confirmations: 0 })
         );
         assert_eq!(
-            e.direct(&s, b"ok", mid(2), t0, 100),
+            e.direct(&s, b"ok", None, mid(2), t0, 100),
             Outcome::Show(mid(2), Trust::Direct { confirmations: 0 })
         );
         // R's first echo counts for the first, its second for the second.
         assert_eq!(
-            e.claim(&s, b"ok", &r, mid(9), t0, W, 100, 5),
+            e.claim(&s, b"ok", &r, None, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 1 })
         );
         assert_eq!(
-            e.claim(&s, b"ok", &r, mid(9), t0, W, 100, 5),
+            e.claim(&s, b"ok", &r, None, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(2), Trust::Direct { confirmations: 1 })
         );
         assert_eq!(
-            e.claim(&s, b"ok", &q, mid(9), t0, W, 100, 5),
+            e.claim(&s, b"ok", &q, None, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
         );
         // A third echo from R is a third message (not shown until its window ends).
         assert_eq!(
-            e.claim(&s, b"ok", &r, mid(3), t0, W, 100, 5),
+            e.claim(&s, b"ok", &r, None, mid(3), t0, W, 100, 5),
             Outcome::Nothing
         );
         assert_eq!(
@@ -314,19 +360,51 @@ mod tests {
     fn unconfirmed_when_the_speaker_was_connected() {
         let mut e = Engine::default();
         let t0 = Timestamp::from_millis(0);
-        e.claim(&id("s"), b"forged", &id("r"), mid(1), t0, W, 100, 10);
+        e.claim(&id("s"), b"forged", &id("r"), None, mid(1), t0, W, 100, 10);
         let shown = e.expire(t0 + W, 10, |sender, since| {
             *sender == id("s") && since == t0
         });
         assert_eq!(shown, vec![(mid(1), Trust::Unconfirmed { k: 1, n: 10 })]);
         // More claims keep it unconfirmed; a direct copy clears it.
         assert_eq!(
-            e.claim(&id("s"), b"forged", &id("q"), mid(2), t0, W, 100, 10),
+            e.claim(&id("s"), b"forged", &id("q"), None, mid(2), t0, W, 100, 10),
             Outcome::Update(mid(1), Trust::Unconfirmed { k: 2, n: 10 })
         );
         assert_eq!(
-            e.direct(&id("s"), b"forged", mid(3), t0, 100),
+            e.direct(&id("s"), b"forged", None, mid(3), t0, 100),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
+        );
+    }
+
+    #[test]
+    fn signed_copies_match_by_id_and_show_at_once() {
+        let mut e = Engine::default();
+        let (s, r, q, t0) = (id("s"), id("r"), id("q"), Timestamp::from_millis(0));
+        let m1 = Some([1u8; 16]);
+        // A signed relayed copy is shown at once, as Signed.
+        assert_eq!(
+            e.claim(&s, b"ok", &r, m1, mid(1), t0, W, 100, 5),
+            Outcome::Show(mid(1), Trust::Signed { k: 1, n: 5 })
+        );
+        // Another copy of the same id counts for the same message; a second "ok" with another
+        // id is another message.
+        assert_eq!(
+            e.claim(&s, b"ok", &q, m1, mid(9), t0, W, 100, 5),
+            Outcome::Update(mid(1), Trust::Signed { k: 2, n: 5 })
+        );
+        assert_eq!(
+            e.claim(&s, b"ok", &r, Some([2u8; 16]), mid(2), t0, W, 100, 5),
+            Outcome::Show(mid(2), Trust::Signed { k: 1, n: 5 })
+        );
+        // The direct copy of the first one upgrades exactly that one.
+        assert_eq!(
+            e.direct(&s, b"ok", m1, mid(9), t0, 100),
+            Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
+        );
+        // A plain (legacy) echo still matches in order.
+        assert_eq!(
+            e.claim(&s, b"ok", &id("p"), None, mid(9), t0, W, 100, 5),
+            Outcome::Update(mid(1), Trust::Direct { confirmations: 3 })
         );
     }
 
@@ -335,7 +413,7 @@ mod tests {
         let mut e = Engine::default();
         let t0 = Timestamp::from_millis(0);
         for i in 0..1000u32 {
-            e.direct(&id("s"), &i.to_be_bytes(), mid(0), t0, 50);
+            e.direct(&id("s"), &i.to_be_bytes(), None, mid(0), t0, 50);
         }
         assert_eq!(e.slots.len(), 50);
         assert_eq!(e.by_key.len(), 50);

@@ -60,7 +60,9 @@ impl Node {
             | Packet::GroupInvited { .. }
             | Packet::GroupLeave { .. }
             | Packet::GroupMessage { .. }
-            | Packet::GroupEchoedMessage { .. }) => self.handle_group_packet(id, p, now),
+            | Packet::GroupEchoedMessage { .. }
+            | Packet::GroupSignedMessage { .. }
+            | Packet::GroupSignedEcho { .. }) => self.handle_group_packet(id, p, now),
             other => self.not_implemented(id, other.command().to_owned()),
         }
     }

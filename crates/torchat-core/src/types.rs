@@ -463,18 +463,27 @@ pub enum Trust {
         /// Members other than the speaker.
         n: u32,
     },
+    /// Only relayed copies, but one carried a valid signature of the speaker (extension
+    /// `torchat_signed`): the text is proven authentic. `k` of `n` members relayed it.
+    Signed {
+        /// Distinct claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
     /// A message we wrote.
     Own,
 }
 
 impl Trust {
-    /// The tag a line-based interface shows: `(Direct)`, `(8 of 10)`,
+    /// The tag a line-based interface shows: `(Direct)`, `(8 of 10)`, `(Signed, 8 of 10)`,
     /// `(UNCONFIRMED 1 of 10)`, `(me)`.
     pub fn label(&self) -> String {
         match self {
             Trust::Direct { .. } => "(Direct)".to_owned(),
             Trust::Relayed { k, n } => format!("({k} of {n})"),
             Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
+            Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
             Trust::Own => "(me)".to_owned(),
         }
     }

@@ -712,3 +712,161 @@ fn the_outbox_is_bounded_in_bytes_and_says_what_it_drops() {
     assert!(dropped > 0 && queued_bytes > cap);
     assert_eq!(a.outbox_len() + dropped, 800);
 }
+
+// ----- our extension: signed group messages with ids -----
+
+/// A node whose v3 id is the public key of `seed`, signing its group messages.
+fn signed_node(seed: u8) -> torchat_core::Node {
+    use rand_core::SeedableRng;
+    let sk = [seed; 32];
+    let pk = ed25519_dalek::SigningKey::from_bytes(&sk)
+        .verifying_key()
+        .to_bytes();
+    let mut cfg = torchat_core::Config::new(OnionId::from_ed25519_public_key(&pk));
+    cfg.signing_key = Some(sk);
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(seed));
+    torchat_core::Node::new(cfg, Box::new(rng))
+}
+
+fn signed_group(n: usize) -> (Net, GroupId) {
+    let mut net = Net::new((0..n).map(|i| signed_node(i as u8 + 1)).collect());
+    let gid = GroupId::new("5a5a5a5a-0000-4000-8000-000000000001").unwrap();
+    let ids: Vec<OnionId> = (0..n).map(|i| net.id(i)).collect();
+    for i in 0..n {
+        let members = ids.iter().filter(|m| **m != ids[i]).cloned().collect();
+        net.peers[i]
+            .node
+            .restore_group(gid.clone(), GroupState::Joined, vec![], None, members);
+    }
+    let now = net.now;
+    for p in &mut net.peers {
+        p.node.start(now);
+    }
+    net.advance(secs(30));
+    (net, gid)
+}
+
+#[test]
+fn signed_relayed_copies_are_shown_at_once_as_signed() {
+    let (mut net, gid) = signed_group(4);
+    net.cut(0, 3);
+    net.set_down(0, 3, true);
+    let now = net.now;
+    net.peers[0]
+        .node
+        .group_say(&gid, b"signed news".to_vec(), now)
+        .unwrap();
+    net.run();
+    // On the wire: the signed forms, not the plain ones.
+    assert!(net
+        .lines(0, 1)
+        .iter()
+        .any(|w| w.line.starts_with(b"groupchat_signed_message ")));
+    assert!(!net
+        .wire
+        .iter()
+        .any(|w| w.line.starts_with(b"groupchat_message ")));
+    assert!(net
+        .lines(1, 3)
+        .iter()
+        .any(|w| w.line.starts_with(b"groupchat_signed_echo ")));
+    // No settle window for a proven text: member 3 shows it right away.
+    assert_eq!(
+        shown(&net, 3, "signed news"),
+        [Trust::Signed { k: 2, n: 3 }]
+    );
+    assert_eq!(Trust::Signed { k: 2, n: 3 }.label(), "(Signed, 2 of 3)");
+    for i in [1, 2] {
+        assert_eq!(
+            shown(&net, i, "signed news"),
+            [Trust::Direct { confirmations: 1 }]
+        );
+    }
+    // Two messages with the same text are told apart by their ids.
+    let now = net.now;
+    net.peers[0]
+        .node
+        .group_say(&gid, b"signed news".to_vec(), now)
+        .unwrap();
+    net.run();
+    assert_eq!(shown(&net, 3, "signed news").len(), 2);
+}
+
+#[test]
+fn a_bad_signature_is_a_forgery_dropped_and_reported() {
+    let (mut net, gid) = signed_group(4);
+    let s = net.id(0);
+    // Member 3 relays something "signed" by member 0 with a made-up signature.
+    let line = format!(
+        "groupchat_signed_echo {gid} {s} {} {} transfer the money",
+        "ab".repeat(16),
+        "cd".repeat(64)
+    );
+    net.inject(3, 1, line.as_bytes());
+    net.advance(secs(15));
+    assert!(shown(&net, 1, "transfer the money").is_empty());
+    assert_eq!(net.peers[1].node.stats().bad_signatures, 1);
+    assert!(net.events(1).iter().any(
+        |e| matches!(e, Event::Misbehaviour { what, .. } if what.contains("forged signature"))
+    ));
+    // A genuine signature on another text does not make a changed text pass either: take a
+    // real signed line of member 0 and alter its text.
+    let now = net.now;
+    net.peers[0]
+        .node
+        .group_say(&gid, b"pay 10".to_vec(), now)
+        .unwrap();
+    net.run();
+    let real = net
+        .lines(0, 2)
+        .iter()
+        .map(|w| w.line.clone())
+        .find(|l| l.starts_with(b"groupchat_signed_message "))
+        .unwrap();
+    let real = String::from_utf8(real).unwrap();
+    let parts: Vec<&str> = real.splitn(5, ' ').collect();
+    let forged = format!(
+        "groupchat_signed_echo {} {s} {} {} pay 1000",
+        parts[1], parts[2], parts[3]
+    );
+    net.inject(3, 2, forged.as_bytes());
+    net.run();
+    assert!(shown(&net, 2, "pay 1000").is_empty());
+    assert_eq!(net.peers[2].node.stats().bad_signatures, 1);
+}
+
+#[test]
+fn members_without_the_extension_get_plain_packets() {
+    // Our signing node in a group with a peer that announces only `groupchat` (as
+    // ruby-torchat does) and one that announces `torchat_signed` too.
+    let mut s = Script {
+        node: signed_node(9),
+        now: torchat_core::Timestamp::from_millis(common::T0),
+        log: vec![],
+    };
+    s.node.start(s.now);
+    let (legacy, modern) = (id("rubylegacy"), id("modernpeer"));
+    let gid = GroupId::new(GID).unwrap();
+    s.node.restore_group(
+        gid.clone(),
+        GroupState::Joined,
+        vec![],
+        None,
+        vec![legacy.clone(), modern.clone()],
+    );
+    let (inc_l, out_l) = session(&mut s, &legacy);
+    s.feed(inc_l, b"supports groupchat");
+    let (inc_m, out_m) = session(&mut s, &modern);
+    s.feed(inc_m, b"supports groupchat torchat_signed");
+    let now = s.now;
+    s.node.group_say(&gid, b"hello both".to_vec(), now).unwrap();
+    s.drain();
+    assert!(sent_lines(&s, out_l).contains(&format!("groupchat_message {GID} hello both")));
+    assert!(sent_lines(&s, out_m)
+        .iter()
+        .any(|l| l.starts_with("groupchat_signed_message ") && l.ends_with(" hello both")));
+    // Our own `supports` names the extension.
+    assert!(sent_lines(&s, out_l)
+        .iter()
+        .any(|l| l.starts_with("supports ") && l.contains("torchat_signed")));
+}

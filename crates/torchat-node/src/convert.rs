@@ -42,6 +42,7 @@ pub(crate) fn trust(t: Trust) -> api::Trust {
         Trust::Direct { confirmations } => api::Trust::Direct { confirmations },
         Trust::Relayed { k, n } => api::Trust::Relayed { k, n },
         Trust::Unconfirmed { k, n } => api::Trust::Unconfirmed { k, n },
+        Trust::Signed { k, n } => api::Trust::Signed { k, n },
         Trust::Own => api::Trust::Own,
     }
 }
@@ -85,7 +86,8 @@ pub(crate) fn stored_message(m: &st::StoredMessage) -> api::Message {
             st::Delivery::Failed => "failed".to_owned(),
         }),
         trust: m.msg.trust.map(|t| match t {
-            st::Trust::Direct | st::Trust::Signed => "(Direct)".to_owned(),
+            st::Trust::Direct => "(Direct)".to_owned(),
+            st::Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
             st::Trust::Relayed { k, n } => format!("({k} of {n})"),
             st::Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
             st::Trust::Own => "(me)".to_owned(),

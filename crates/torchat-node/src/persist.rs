@@ -35,15 +35,17 @@ pub(crate) fn trust(t: Trust) -> st::Trust {
         Trust::Direct { .. } => st::Trust::Direct,
         Trust::Relayed { k, n } => st::Trust::Relayed { k, n },
         Trust::Unconfirmed { k, n } => st::Trust::Unconfirmed { k, n },
+        Trust::Signed { k, n } => st::Trust::Signed { k, n },
         Trust::Own => st::Trust::Own,
     }
 }
 
 fn core_trust(t: st::Trust, claims: u32) -> Trust {
     match t {
-        st::Trust::Direct | st::Trust::Signed => Trust::Direct {
+        st::Trust::Direct => Trust::Direct {
             confirmations: claims,
         },
+        st::Trust::Signed { k, n } => Trust::Signed { k, n },
         st::Trust::Relayed { k, n } => Trust::Relayed { k, n },
         st::Trust::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
         st::Trust::Own => Trust::Own,

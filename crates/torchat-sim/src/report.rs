@@ -29,6 +29,13 @@ pub enum TrustView {
         /// Members other than the speaker.
         n: u32,
     },
+    /// Relayed only, with the speaker's valid signature.
+    Signed {
+        /// Claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
     /// The speaker's own message.
     Own,
 }
@@ -39,6 +46,7 @@ impl From<Trust> for TrustView {
             Trust::Direct { confirmations } => TrustView::Direct { confirmations },
             Trust::Relayed { k, n } => TrustView::Relayed { k, n },
             Trust::Unconfirmed { k, n } => TrustView::Unconfirmed { k, n },
+            Trust::Signed { k, n } => TrustView::Signed { k, n },
             Trust::Own => TrustView::Own,
         }
     }
@@ -56,6 +64,7 @@ impl TrustView {
             TrustView::Direct { confirmations } => Trust::Direct { confirmations },
             TrustView::Relayed { k, n } => Trust::Relayed { k, n },
             TrustView::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
+            TrustView::Signed { k, n } => Trust::Signed { k, n },
             TrustView::Own => Trust::Own,
         }
     }

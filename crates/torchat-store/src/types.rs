@@ -206,8 +206,14 @@ pub enum Trust {
         /// Members that could have.
         n: u32,
     },
-    /// Carries a valid signature of the sender.
-    Signed,
+    /// Relayed only, with a valid signature of the sender: authentic. `k` of `n` other
+    /// members relayed it.
+    Signed {
+        /// Members claiming it.
+        k: u32,
+        /// Members that could have.
+        n: u32,
+    },
     /// Relayed only, while the sender was connected to us and never sent it: possibly
     /// forged. `k` of `n` other members claim it.
     Unconfirmed {

@@ -65,7 +65,7 @@ fn trust(r: &mut Rng) -> Trust {
             k: r.below(4) as u32,
             n: r.below(4) as u32,
         },
-        2 => Trust::Signed,
+        2 => Trust::Signed { k: 2, n: 3 },
         3 => Trust::Unconfirmed { k: 1, n: 2 },
         _ => Trust::Own,
     }

@@ -187,7 +187,7 @@ mod cases {
         let trusts = [
             Some(Trust::Direct),
             Some(Trust::Relayed { k: 2, n: 5 }),
-            Some(Trust::Signed),
+            Some(Trust::Signed { k: 2, n: 4 }),
             Some(Trust::Unconfirmed { k: 1, n: 4 }),
             Some(Trust::Own),
             None,

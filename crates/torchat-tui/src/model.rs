@@ -237,6 +237,13 @@ pub enum Trust {
         /// Members other than the speaker.
         n: u32,
     },
+    /// Relayed only, with the speaker's valid signature: authentic.
+    Signed {
+        /// Claimants.
+        k: u32,
+        /// Members other than the speaker.
+        n: u32,
+    },
     /// Relayed while the speaker was connected to us and did not send it: possibly forged.
     Unconfirmed {
         /// Claimants.
@@ -259,6 +266,7 @@ impl Trust {
             },
             api::Trust::Relayed { k, n } => Trust::Relayed { k, n },
             api::Trust::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
+            api::Trust::Signed { k, n } => Trust::Signed { k, n },
             api::Trust::Own => Trust::Own,
         }
     }
@@ -280,6 +288,11 @@ impl Trust {
             }
         } else if inner == "me" {
             Trust::Own
+        } else if let Some(rest) = inner.strip_prefix("Signed,") {
+            match k_of_n(rest) {
+                Some((k, n)) => Trust::Signed { k, n },
+                None => Trust::Other(tag.to_owned()),
+            }
         } else if let Some(rest) = inner.strip_prefix("UNCONFIRMED") {
             match k_of_n(rest) {
                 Some((k, n)) => Trust::Unconfirmed { k, n },
@@ -298,6 +311,7 @@ impl Trust {
             Trust::Direct { .. } => "(Direct)".to_owned(),
             Trust::Relayed { k, n } => format!("({k} of {n})"),
             Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
+            Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
             Trust::Own => "(me)".to_owned(),
             Trust::Other(s) => s.clone(),
         }

@@ -594,6 +594,7 @@ fn trust_style(t: &Trust) -> Style {
     match t {
         Trust::Direct { .. } => Style::new().fg(Color::Green),
         Trust::Relayed { .. } => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        Trust::Signed { .. } => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
         Trust::Unconfirmed { .. } => Style::new()
             .fg(Color::White)
             .bg(Color::Red)
@@ -1143,6 +1144,7 @@ fn draw_claims(frame: &mut Frame, app: &App, area: Rect, cv: &ClaimsView) {
         let explain = match t {
             Trust::Direct { .. } => "you got it from the speaker",
             Trust::Relayed { .. } => "only relayed copies reached you",
+            Trust::Signed { .. } => "relayed, with the speaker's valid signature: authentic",
             Trust::Unconfirmed { .. } => {
                 "the speaker was connected and did not send it: possibly forged"
             }

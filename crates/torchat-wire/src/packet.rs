@@ -269,6 +269,32 @@ pub enum Packet {
         /// Message text.
         text: Vec<u8>,
     },
+    /// `groupchat_signed_message <gid> <msgid> <signature> <text>` (our extension
+    /// `torchat_signed`): a group message with a unique id, signed with the speaker's onion key.
+    GroupSignedMessage {
+        /// Group id.
+        gid: GroupId,
+        /// Message id (16 bytes, 32 hex characters on the wire).
+        msgid: [u8; 16],
+        /// ed25519 signature (64 bytes, 128 hex characters on the wire).
+        sig: [u8; 64],
+        /// Message text.
+        text: Vec<u8>,
+    },
+    /// `groupchat_signed_echo <gid> <sender> <msgid> <signature> <text>`: a relayed copy that
+    /// carries the speaker's signature.
+    GroupSignedEcho {
+        /// Group id.
+        gid: GroupId,
+        /// The speaker.
+        sender: OnionId,
+        /// Message id.
+        msgid: [u8; 16],
+        /// The speaker's signature.
+        sig: [u8; 64],
+        /// Message text.
+        text: Vec<u8>,
+    },
     /// A well-formed line with a command we do not know; answered with `not_implemented`.
     Unknown {
         /// The command (`[a-z_]+`).
@@ -358,6 +384,8 @@ const KNOWN: &[&str] = &[
     "groupchat_leave",
     "groupchat_message",
     "groupchat_echoed_message",
+    "groupchat_signed_message",
+    "groupchat_signed_echo",
 ];
 
 /// Splits at the first space: `(head, Some(rest))`, or `(all, None)` without a space.
@@ -429,6 +457,26 @@ impl<'a> Fields<'a> {
     fn id(&mut self) -> Result<OnionId, PacketError> {
         let t = self.token()?;
         OnionId::parse_bytes(t).map_err(|e| self.err(MalformedReason::BadId(e)))
+    }
+
+    /// A fixed-size binary field written as lower-case hex.
+    fn hex<const N: usize>(&mut self) -> Result<[u8; N], PacketError> {
+        let t = self.token()?;
+        let mut out = [0u8; N];
+        if t.len() != 2 * N {
+            return Err(self.err(MalformedReason::BadToken));
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            let pair = std::str::from_utf8(&t[2 * i..2 * i + 2]).ok();
+            *o = pair
+                .filter(|p| {
+                    p.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| self.err(MalformedReason::BadToken))?;
+        }
+        Ok(out)
     }
 
     /// All remaining space-separated tokens (empty runs skipped).
@@ -582,6 +630,19 @@ impl Packet {
                 sender: f.id()?,
                 text: text(&mut f),
             },
+            "groupchat_signed_message" => Packet::GroupSignedMessage {
+                gid: f.gid()?,
+                msgid: f.hex()?,
+                sig: f.hex()?,
+                text: text(&mut f),
+            },
+            "groupchat_signed_echo" => Packet::GroupSignedEcho {
+                gid: f.gid()?,
+                sender: f.id()?,
+                msgid: f.hex()?,
+                sig: f.hex()?,
+                text: text(&mut f),
+            },
             _ => Packet::Unknown {
                 command: command.to_owned(),
                 payload,
@@ -630,6 +691,8 @@ impl Packet {
             Packet::GroupLeave { .. } => "groupchat_leave",
             Packet::GroupMessage { .. } => "groupchat_message",
             Packet::GroupEchoedMessage { .. } => "groupchat_echoed_message",
+            Packet::GroupSignedMessage { .. } => "groupchat_signed_message",
+            Packet::GroupSignedEcho { .. } => "groupchat_signed_echo",
             Packet::Unknown { command, .. } => command,
         }
     }
@@ -737,6 +800,30 @@ impl Packet {
                 w.field(sender.as_bytes());
                 w.field(text);
             }
+            Packet::GroupSignedMessage {
+                gid,
+                msgid,
+                sig,
+                text,
+            } => {
+                w.field(gid.as_str().as_bytes());
+                w.field(&hex(msgid));
+                w.field(&hex(sig));
+                w.field(text);
+            }
+            Packet::GroupSignedEcho {
+                gid,
+                sender,
+                msgid,
+                sig,
+                text,
+            } => {
+                w.field(gid.as_str().as_bytes());
+                w.field(sender.as_bytes());
+                w.field(&hex(msgid));
+                w.field(&hex(sig));
+                w.field(text);
+            }
             Packet::Unknown { payload, .. } => {
                 if let Some(p) = payload {
                     w.field(p);
@@ -783,6 +870,14 @@ impl Writer<'_> {
             self.field(w);
         }
     }
+}
+
+/// Lower-case hex of a byte string.
+fn hex(b: &[u8]) -> Vec<u8> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    b.iter()
+        .flat_map(|x| [DIGITS[usize::from(x >> 4)], DIGITS[usize::from(x & 15)]])
+        .collect()
 }
 
 #[cfg(test)]

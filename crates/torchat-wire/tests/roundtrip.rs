@@ -116,6 +116,32 @@ fn packet() -> impl Strategy<Value = Packet> {
             sender,
             text
         }),
+        (
+            gid(),
+            any::<[u8; 16]>(),
+            proptest::collection::vec(any::<u8>(), 64),
+            bytes()
+        )
+            .prop_map(|(gid, msgid, sig, text)| Packet::GroupSignedMessage {
+                gid,
+                msgid,
+                sig: sig.try_into().unwrap(),
+                text
+            }),
+        (
+            gid(),
+            onion(),
+            any::<[u8; 16]>(),
+            proptest::collection::vec(any::<u8>(), 64),
+            bytes()
+        )
+            .prop_map(|(gid, sender, msgid, sig, text)| Packet::GroupSignedEcho {
+                gid,
+                sender,
+                msgid,
+                sig: sig.try_into().unwrap(),
+                text
+            }),
         ("x_[a-z_]{1,20}", proptest::option::of(bytes()))
             .prop_map(|(command, payload)| Packet::Unknown { command, payload }),
     ]

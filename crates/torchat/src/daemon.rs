@@ -146,7 +146,11 @@ pub async fn start(cfg: &Config, data_dir: &Path) -> Result<Started, String> {
                 (identity.id().clone(), Arc::new(arti), None)
             }
         };
+    // Group messages are signed with the onion key when our id is that key's id (not with a
+    // legacy id given to the manual or direct transport).
+    let signing_key = (own_id == *identity.id()).then(|| *identity.seed());
     let mut core = torchat_core::Config::new(own_id);
+    core.signing_key = signing_key;
     if let Some(n) = &cfg.profile.name {
         core.profile_name = n.clone().into_bytes();
     }

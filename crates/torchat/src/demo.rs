@@ -228,7 +228,7 @@ pub(crate) async fn run() -> Result<(), String> {
                 .map(|(n, _)| *n)
                 .unwrap_or("?");
             println!(
-                "    {:<6} {:<12} {}",
+                "    {:<6} {:<18} {}",
                 who,
                 msg["trust"].as_str().unwrap_or(""),
                 msg["text"].as_str().unwrap_or("")
@@ -238,7 +238,10 @@ pub(crate) async fn run() -> Result<(), String> {
     println!(
         "\ndave could not hear alice directly: bob and carol relayed her message, so dave shows"
     );
-    println!("how many of the other members vouch for it — (2 of 3) — instead of (Direct).");
+    println!("how many of the other members vouch for it — 2 of 3 — instead of (Direct). Their");
+    println!("copies carried alice's signature, made with her onion key, so it is marked Signed:");
+    println!("the text is proven to be hers. (Legacy clients relay without signatures; then it");
+    println!("shows (2 of 3) after a short settle window.)");
     for m in members {
         m.started.node.shutdown().await;
     }

@@ -189,6 +189,7 @@ pub(crate) fn label(t: &Trust) -> String {
         Trust::Direct { .. } => "(Direct)".into(),
         Trust::Relayed { k, n } => format!("({k} of {n})"),
         Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
+        Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
         Trust::Own => "(me)".into(),
     }
 }

@@ -81,7 +81,7 @@ pub(super) fn trust(t: Trust) -> (&'static str, i64, i64) {
     match t {
         Trust::Direct => ("direct", 0, 0),
         Trust::Relayed { k, n } => ("relayed", i64::from(k), i64::from(n)),
-        Trust::Signed => ("signed", 0, 0),
+        Trust::Signed { k, n } => ("signed", i64::from(k), i64::from(n)),
         Trust::Unconfirmed { k, n } => ("unconfirmed", i64::from(k), i64::from(n)),
         Trust::Own => ("own", 0, 0),
     }
@@ -186,7 +186,10 @@ pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
                 k: count(r.get(11)?)?,
                 n: count(r.get(12)?)?,
             }),
-            Some("signed") => Some(Trust::Signed),
+            Some("signed") => Some(Trust::Signed {
+                k: count(r.get(11)?)?,
+                n: count(r.get(12)?)?,
+            }),
             Some("unconfirmed") => Some(Trust::Unconfirmed {
                 k: count(r.get(11)?)?,
                 n: count(r.get(12)?)?,
