@@ -257,8 +257,9 @@ fn no_redundancy_mode_sends_no_echoes() {
     );
 }
 
-/// Builds a group with the real invite flow: 0 creates, invites 1, then 2 (who only knows 0).
-fn invited_group() -> (Net, GroupId) {
+/// alice (0) is buddies with bob (1) and carol (2), who do not know each other; alice has
+/// created a group. Returns the network, the group and (a, b, c).
+fn alice_with_a_new_group() -> (Net, GroupId, (OnionId, OnionId, OnionId)) {
     let mut net = Net::new(vec![node("alice", 1), node("bob", 2), node("carol", 3)]);
     let (a, b, c) = (net.id(0), net.id(1), net.id(2));
     let now = net.now;
@@ -270,6 +271,13 @@ fn invited_group() -> (Net, GroupId) {
     }
     net.run();
     let gid = net.peers[0].node.group_create(vec![], now).unwrap();
+    (net, gid, (a, b, c))
+}
+
+/// Builds a group with the real invite flow: 0 creates, invites 1, then 2 (who only knows 0).
+fn invited_group() -> (Net, GroupId) {
+    let (mut net, gid, (a, b, c)) = alice_with_a_new_group();
+    let now = net.now;
     net.peers[0].node.group_invite(&gid, &b, now).unwrap();
     net.run();
     assert!(net
@@ -329,17 +337,8 @@ fn invite_flow_builds_the_same_member_list_everywhere() {
 
 #[test]
 fn concurrent_invites_still_converge() {
-    let mut net = Net::new(vec![node("alice", 1), node("bob", 2), node("carol", 3)]);
-    let (a, b, c) = (net.id(0), net.id(1), net.id(2));
+    let (mut net, gid, (_, b, c)) = alice_with_a_new_group();
     let now = net.now;
-    for (i, j) in [(0, &b), (0, &c), (1, &a), (2, &a)] {
-        net.peers[i].node.add_buddy(j.clone(), None, now).unwrap();
-    }
-    for p in &mut net.peers {
-        p.node.start(now);
-    }
-    net.run();
-    let gid = net.peers[0].node.group_create(vec![], now).unwrap();
     // Both invites go out before either join comes back: carol's list does not name bob.
     net.peers[0].node.group_invite(&gid, &b, now).unwrap();
     net.peers[0].node.group_invite(&gid, &c, now).unwrap();
