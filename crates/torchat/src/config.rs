@@ -216,6 +216,8 @@ pub struct ProtocolConfig {
     pub settle_window_secs: Option<u64>,
     /// How long group packets wait for an unreachable member, in hours (default 24).
     pub relay_lifetime_hours: Option<u64>,
+    /// The same in seconds (tests); takes precedence over `relay_lifetime_hours`.
+    pub relay_lifetime_secs: Option<u64>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/torchat` or `~/.local/share/torchat`.

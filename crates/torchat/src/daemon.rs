@@ -163,6 +163,9 @@ pub async fn start(cfg: &Config, data_dir: &Path) -> Result<Started, String> {
     if let Some(h) = cfg.protocol.relay_lifetime_hours {
         core.relay_lifetime = std::time::Duration::from_secs(h * 3600);
     }
+    if let Some(s) = cfg.protocol.relay_lifetime_secs {
+        core.relay_lifetime = std::time::Duration::from_secs(s);
+    }
     let nc = NodeConfig {
         data_dir: data_dir.to_path_buf(),
         core,
