@@ -439,34 +439,45 @@ pub enum GroupState {
 }
 
 /// How much a group message can be believed, as data every interface can render.
+///
+/// This is the one definition of the trust states and of their labels: the store, the
+/// control API (with the `serde` feature: `{"kind": "signed", "k": 2, "n": 3}`), the
+/// interfaces and the simulator all use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
 pub enum Trust {
     /// We received it from the speaker itself. `confirmations` counts members who relayed it
-    /// to us as well.
+    /// to us or whose digests show they hold it as well.
     Direct {
-        /// Members who claim they got it from the speaker too.
+        /// Members who vouch for it too.
         confirmations: u32,
     },
-    /// Only relayed copies: `k` distinct members claim they received it directly from the
-    /// speaker, out of `n` members other than the speaker. Shown `(k of n)`.
+    /// Only relayed copies: `k` distinct members vouch for it (they claim they received it
+    /// directly from the speaker, or their digests show they hold it), out of `n` members
+    /// other than the speaker. Shown `(k of n)`.
     Relayed {
-        /// Distinct claimants.
+        /// Distinct vouching members.
         k: u32,
         /// Members other than the speaker.
         n: u32,
     },
     /// Only relayed copies although the speaker was connected to us all along and never sent
-    /// it to us: possibly forged.
+    /// it to us (or says it never said it): possibly forged.
     Unconfirmed {
-        /// Distinct claimants.
+        /// Distinct vouching members.
         k: u32,
         /// Members other than the speaker.
         n: u32,
     },
-    /// Only relayed copies, but one carried a valid signature of the speaker (extension
-    /// `torchat_signed`): the text is proven authentic. `k` of `n` members relayed it.
+    /// Only relayed copies, but one carried a valid signature of the speaker (extensions
+    /// `torchat_signed`, `torchat_sync`): the text is proven authentic. `k` of `n` members
+    /// vouch for it.
     Signed {
-        /// Distinct claimants.
+        /// Distinct vouching members.
         k: u32,
         /// Members other than the speaker.
         n: u32,
@@ -486,6 +497,38 @@ impl Trust {
             Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
             Trust::Own => "(me)".to_owned(),
         }
+    }
+
+    /// Reads a label back (as stored in history or printed). `(Direct)` gives
+    /// `confirmations: 0` (a label does not carry them). `None` for anything else.
+    pub fn parse_label(tag: &str) -> Option<Trust> {
+        let inner = tag.trim().strip_prefix('(')?.strip_suffix(')')?.trim();
+        let k_of_n = |s: &str| -> Option<(u32, u32)> {
+            let (k, n) = s.trim().split_once(" of ")?;
+            Some((k.trim().parse().ok()?, n.trim().parse().ok()?))
+        };
+        if inner == "Direct" {
+            Some(Trust::Direct { confirmations: 0 })
+        } else if inner == "me" {
+            Some(Trust::Own)
+        } else if let Some(rest) = inner.strip_prefix("Signed,") {
+            k_of_n(rest).map(|(k, n)| Trust::Signed { k, n })
+        } else if let Some(rest) = inner.strip_prefix("UNCONFIRMED") {
+            k_of_n(rest).map(|(k, n)| Trust::Unconfirmed { k, n })
+        } else {
+            k_of_n(inner).map(|(k, n)| Trust::Relayed { k, n })
+        }
+    }
+
+    /// Possibly forged.
+    pub fn is_unconfirmed(&self) -> bool {
+        matches!(self, Trust::Unconfirmed { .. })
+    }
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
     }
 }
 
@@ -535,4 +578,48 @@ pub struct GroupView {
     pub inviter: Option<OnionId>,
     /// While invited: the members the inviter listed.
     pub proposed: Vec<OnionId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_labels_read_back() {
+        let all = [
+            Trust::Direct { confirmations: 0 },
+            Trust::Relayed { k: 8, n: 10 },
+            Trust::Unconfirmed { k: 1, n: 10 },
+            Trust::Signed { k: 2, n: 3 },
+            Trust::Own,
+        ];
+        let labels: Vec<String> = all.iter().map(Trust::to_string).collect();
+        assert_eq!(
+            labels,
+            [
+                "(Direct)",
+                "(8 of 10)",
+                "(UNCONFIRMED 1 of 10)",
+                "(Signed, 2 of 3)",
+                "(me)"
+            ]
+        );
+        for t in all {
+            assert_eq!(Trust::parse_label(&t.label()), Some(t));
+        }
+        assert_eq!(
+            Trust::parse_label("(Direct)"),
+            Some(Trust::Direct { confirmations: 0 })
+        );
+        for bad in [
+            "",
+            "Direct",
+            "(weird)",
+            "(1 of)",
+            "(Signed, x of 3)",
+            "(2 of 3",
+        ] {
+            assert_eq!(Trust::parse_label(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -30,28 +30,6 @@ fn core_kind(k: st::BuddyKind) -> BuddyKind {
     }
 }
 
-pub(crate) fn trust(t: Trust) -> st::Trust {
-    match t {
-        Trust::Direct { .. } => st::Trust::Direct,
-        Trust::Relayed { k, n } => st::Trust::Relayed { k, n },
-        Trust::Unconfirmed { k, n } => st::Trust::Unconfirmed { k, n },
-        Trust::Signed { k, n } => st::Trust::Signed { k, n },
-        Trust::Own => st::Trust::Own,
-    }
-}
-
-fn core_trust(t: st::Trust, claims: u32) -> Trust {
-    match t {
-        st::Trust::Direct => Trust::Direct {
-            confirmations: claims,
-        },
-        st::Trust::Signed { k, n } => Trust::Signed { k, n },
-        st::Trust::Relayed { k, n } => Trust::Relayed { k, n },
-        st::Trust::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
-        st::Trust::Own => Trust::Own,
-    }
-}
-
 /// The store operations for one core record. Needs the store to keep what a record does not
 /// carry (a buddy's last known profile).
 pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) -> Vec<Op> {
@@ -158,7 +136,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
                 text,
                 timestamp: at.as_millis(),
                 delivery: own.then_some(st::Delivery::Queued),
-                trust: Some(trust(t)),
+                trust: Some(t),
             })]
         }
         Record::GroupTrust {
@@ -168,7 +146,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
         } => {
             let mut v = vec![Op::UpdateTrust {
                 id: msg_id(id),
-                trust: trust(t),
+                trust: t,
             }];
             for c in claimants {
                 v.push(Op::AddClaim(st::Claim {
@@ -273,14 +251,13 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
                 .into_iter()
                 .map(|c| c.claimant)
                 .collect();
-            let n = u32::try_from(claims.len()).unwrap_or(u32::MAX);
             node.restore_group_message(
                 &g.gid,
                 core_msg_id(m.msg.id),
                 m.msg.sender,
                 m.msg.text,
                 Timestamp::from_millis(m.msg.timestamp),
-                core_trust(t, n),
+                t,
                 claims,
             );
         }

@@ -36,9 +36,10 @@ pub mod sim;
 pub mod store;
 pub mod sweep;
 
-pub use report::{Display, MessageReport, Report, Totals, TrustView};
+pub use report::{Display, MessageReport, Report, Totals};
 pub use scenario::{Mode, Scenario};
 pub use sim::{node_id, Options, Sim, WireLine};
+pub use torchat_core::Trust;
 
 /// Runs one seed of a scenario with default options.
 pub fn run(sc: &Scenario, seed: u64) -> Result<Report, String> {

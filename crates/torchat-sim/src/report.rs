@@ -6,75 +6,6 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use torchat_core::Trust;
 
-/// A trust state as data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind")]
-pub enum TrustView {
-    /// Received from the speaker; `confirmations` other members vouched too.
-    Direct {
-        /// Members vouching as well.
-        confirmations: u32,
-    },
-    /// Relayed only: `k` of `n` vouch.
-    Relayed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only, although the speaker was connected: possibly forged.
-    Unconfirmed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only, with the speaker's valid signature.
-    Signed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// The speaker's own message.
-    Own,
-}
-
-impl From<Trust> for TrustView {
-    fn from(t: Trust) -> Self {
-        match t {
-            Trust::Direct { confirmations } => TrustView::Direct { confirmations },
-            Trust::Relayed { k, n } => TrustView::Relayed { k, n },
-            Trust::Unconfirmed { k, n } => TrustView::Unconfirmed { k, n },
-            Trust::Signed { k, n } => TrustView::Signed { k, n },
-            Trust::Own => TrustView::Own,
-        }
-    }
-}
-
-impl TrustView {
-    /// The core's label: `(Direct)`, `(8 of 10)`, …
-    pub fn label(&self) -> String {
-        self.trust().label()
-    }
-
-    /// Back to the core's type.
-    pub fn trust(&self) -> Trust {
-        match *self {
-            TrustView::Direct { confirmations } => Trust::Direct { confirmations },
-            TrustView::Relayed { k, n } => Trust::Relayed { k, n },
-            TrustView::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
-            TrustView::Signed { k, n } => Trust::Signed { k, n },
-            TrustView::Own => Trust::Own,
-        }
-    }
-
-    /// Whether it is `Direct`.
-    pub fn is_direct(&self) -> bool {
-        matches!(self, TrustView::Direct { .. })
-    }
-}
-
 /// One member's view of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Display {
@@ -83,9 +14,9 @@ pub struct Display {
     /// When it was shown (seconds of virtual time).
     pub shown_at: f64,
     /// Trust when it was shown.
-    pub first: TrustView,
+    pub first: Trust,
     /// Trust at the end of the run.
-    pub last: TrustView,
+    pub last: Trust,
     /// Label of `last`.
     pub label: String,
     /// Members vouching for it at the end (node numbers), as the last update said.

@@ -1,7 +1,7 @@
 //! The scenario files in `scenarios/`, run with assertions on what each member shows.
 #![allow(clippy::unwrap_used)]
 
-use torchat_sim::{Options, Report, Scenario, Sim, TrustView};
+use torchat_sim::{Options, Report, Scenario, Sim, Trust};
 
 fn load(name: &str) -> Scenario {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,7 +27,7 @@ fn run_clean(sc: &Scenario) -> Vec<Report> {
         .collect()
 }
 
-fn nodes_with(r: &Report, text: &str, pred: impl Fn(&TrustView) -> bool) -> Vec<usize> {
+fn nodes_with(r: &Report, text: &str, pred: impl Fn(&Trust) -> bool) -> Vec<usize> {
     r.message(text)
         .unwrap()
         .displays
@@ -45,11 +45,11 @@ fn seed_example_direct_and_8_of_10() {
         let text = "I'm partially disconnected from 2 users";
         let m = r.message(text).unwrap();
         assert_eq!(m.delivered, 10, "{}", r.to_text());
-        let direct = nodes_with(&r, text, |t| t.is_direct());
+        let direct = nodes_with(&r, text, |t| matches!(t, Trust::Direct { .. }));
         assert_eq!(direct, (1..=8).collect::<Vec<_>>(), "{}", r.to_text());
         for d in m.displays.iter().filter(|d| d.node >= 9) {
-            assert_eq!(d.first, TrustView::Relayed { k: 8, n: 10 });
-            assert_eq!(d.last, TrustView::Relayed { k: 8, n: 10 });
+            assert_eq!(d.first, Trust::Relayed { k: 8, n: 10 });
+            assert_eq!(d.last, Trust::Relayed { k: 8, n: 10 });
             assert_eq!(d.label, "(8 of 10)");
             // Shown after the settle window that the first claim opened.
             assert!(d.shown_at >= m.at + 10.0, "{d:?}");
@@ -57,8 +57,8 @@ fn seed_example_direct_and_8_of_10() {
         }
         for d in m.displays.iter().filter(|d| d.node <= 8) {
             assert_eq!(d.label, "(Direct)");
-            assert_eq!(d.first, TrustView::Direct { confirmations: 0 });
-            assert_eq!(d.last, TrustView::Direct { confirmations: 7 });
+            assert_eq!(d.first, Trust::Direct { confirmations: 0 });
+            assert_eq!(d.last, Trust::Direct { confirmations: 7 });
         }
         // Every one of the 8 direct receivers echoed to the 9 members other than itself and
         // the speaker.
@@ -77,15 +77,18 @@ fn forged_echo_is_unconfirmed_with_k_1() {
         let shown: Vec<usize> = forged.displays.iter().map(|d| d.node).collect();
         assert_eq!(shown, vec![1, 2, 3, 4], "{}", r.to_text());
         for d in &forged.displays {
-            assert_eq!(d.first, TrustView::Unconfirmed { k: 1, n: 5 });
-            assert_eq!(d.last, TrustView::Unconfirmed { k: 1, n: 5 });
+            assert_eq!(d.first, Trust::Unconfirmed { k: 1, n: 5 });
+            assert_eq!(d.last, Trust::Unconfirmed { k: 1, n: 5 });
             assert_eq!(d.label, "(UNCONFIRMED 1 of 5)");
             assert_eq!(d.claimants, vec![5]);
         }
         // The genuine message is unaffected.
         let real = r.message("a real message").unwrap();
         assert_eq!(real.delivered, 5);
-        assert!(real.displays.iter().all(|d| d.last.is_direct()));
+        assert!(real
+            .displays
+            .iter()
+            .all(|d| matches!(d.last, Trust::Direct { .. })));
     }
 }
 
@@ -100,9 +103,9 @@ fn repeated_messages_are_separate() {
             assert_eq!(m.delivered, 5, "{}", r.to_text());
             for d in &m.displays {
                 if d.node == 5 {
-                    assert_eq!(d.last, TrustView::Relayed { k: 4, n: 5 }, "{}", r.to_text());
+                    assert_eq!(d.last, Trust::Relayed { k: 4, n: 5 }, "{}", r.to_text());
                 } else {
-                    assert_eq!(d.last, TrustView::Direct { confirmations: 3 });
+                    assert_eq!(d.last, Trust::Direct { confirmations: 3 });
                 }
             }
         }
@@ -130,15 +133,10 @@ fn late_direct_copy_upgrades_to_direct() {
     for r in run_clean(&sc) {
         let m = r.message("are you there?").unwrap();
         let d = m.displays.iter().find(|d| d.node == 5).unwrap();
-        assert_eq!(
-            d.first,
-            TrustView::Relayed { k: 4, n: 5 },
-            "{}",
-            r.to_text()
-        );
+        assert_eq!(d.first, Trust::Relayed { k: 4, n: 5 }, "{}", r.to_text());
         assert_eq!(
             d.last,
-            TrustView::Direct { confirmations: 4 },
+            Trust::Direct { confirmations: 4 },
             "{}",
             r.to_text()
         );
@@ -189,7 +187,7 @@ fn restarted_member_delivers_its_stored_outbox() {
         assert!(r.violations.is_empty(), "{}", r.to_text());
         let m = r.message("for n4, eventually").unwrap();
         let d = m.displays.iter().find(|d| d.node == 4).unwrap();
-        assert!(d.last.is_direct(), "{}", r.to_text());
+        assert!(matches!(d.last, Trust::Direct { .. }), "{}", r.to_text());
         // The copy n4 got came from n0's second incarnation (rebuilt from its records).
         let sent: Vec<_> = wire
             .iter()
@@ -223,7 +221,10 @@ fn noredundancy_sends_no_echoes() {
         assert_eq!(r.totals.echo_lines, 0);
         let m = r.message("plain").unwrap();
         assert_eq!(m.missing, vec![5]);
-        assert!(m.displays.iter().all(|d| d.last.is_direct()));
+        assert!(m
+            .displays
+            .iter()
+            .all(|d| matches!(d.last, Trust::Direct { .. })));
         assert_eq!(r.message("plain too").unwrap().delivered, 5);
     }
 }

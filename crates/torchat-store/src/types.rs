@@ -194,37 +194,9 @@ pub enum Delivery {
     Failed,
 }
 
-/// How far we trust that a group message really came from its sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Trust {
-    /// Received directly from the sender.
-    Direct,
-    /// Relayed: `k` of the `n` other members claim the same message.
-    Relayed {
-        /// Members claiming it.
-        k: u32,
-        /// Members that could have.
-        n: u32,
-    },
-    /// Relayed only, with a valid signature of the sender: authentic. `k` of `n` other
-    /// members relayed it.
-    Signed {
-        /// Members claiming it.
-        k: u32,
-        /// Members that could have.
-        n: u32,
-    },
-    /// Relayed only, while the sender was connected to us and never sent it: possibly
-    /// forged. `k` of `n` other members claim it.
-    Unconfirmed {
-        /// Members claiming it.
-        k: u32,
-        /// Members that could have.
-        n: u32,
-    },
-    /// We sent it.
-    Own,
-}
+/// How far we trust that a group message really came from its sender: the core's one
+/// definition (`(Direct)`, `(k of n)`, `(Signed, k of n)`, `(UNCONFIRMED k of n)`, `(me)`).
+pub use torchat_core::Trust;
 
 /// A message, 1:1 or group, as inserted.
 #[derive(Debug, Clone, PartialEq, Eq)]

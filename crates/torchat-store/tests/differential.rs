@@ -60,7 +60,9 @@ fn delivery(r: &mut Rng) -> Delivery {
 
 fn trust(r: &mut Rng) -> Trust {
     match r.below(5) {
-        0 => Trust::Direct,
+        0 => Trust::Direct {
+            confirmations: r.below(4) as u32,
+        },
         1 => Trust::Relayed {
             k: r.below(4) as u32,
             n: r.below(4) as u32,

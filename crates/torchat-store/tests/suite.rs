@@ -185,7 +185,7 @@ mod cases {
             None,
         ];
         let trusts = [
-            Some(Trust::Direct),
+            Some(Trust::Direct { confirmations: 0 }),
             Some(Trust::Relayed { k: 2, n: 5 }),
             Some(Trust::Signed { k: 2, n: 4 }),
             Some(Trust::Unconfirmed { k: 1, n: 4 }),

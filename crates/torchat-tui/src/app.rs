@@ -820,7 +820,7 @@ impl App {
             msg: m.id.clone(),
             sender: m.sender.clone(),
             text: m.text.clone(),
-            trust: m.trust.clone(),
+            trust: m.trust,
             claims: None,
         });
         self.call(
@@ -1545,7 +1545,7 @@ impl App {
             Event::GroupMessage { message, trust } => {
                 let key = message.conversation.clone();
                 let mut m = ChatMessage::from_api(&message);
-                m.trust = Some(Trust::from_api(&trust));
+                m.trust = Some(trust);
                 if m.outgoing {
                     let of = self.groups.get(&key).map(|g| g.members.len() as u32);
                     m.delivery = Some(match of {
@@ -1574,7 +1574,7 @@ impl App {
                 if let Some(c) = self.convs.get_mut(&gid) {
                     if let Some(i) = c.find(&id) {
                         let m = &mut c.messages[i];
-                        m.trust = Some(Trust::from_api(&trust));
+                        m.trust = Some(trust);
                         m.claimants = claimants;
                     }
                 }

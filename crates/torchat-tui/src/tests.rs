@@ -103,7 +103,7 @@ fn msg(id: &str, conv: &str, sender: &str, text: &str, at: u64) -> api::Message 
 
 fn group_msg(id: &str, sender: &str, text: &str, at: u64, trust: api::Trust) -> AppEvent {
     let mut m = msg(id, GID, sender, text, at);
-    m.trust = Some(crate::model::Trust::from_api(&trust).label());
+    m.trust = Some(trust.label());
     AppEvent::Node(Event::GroupMessage { message: m, trust })
 }
 

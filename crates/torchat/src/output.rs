@@ -1,7 +1,7 @@
 //! Human-readable (default) and JSON output of the CLI.
 
 use serde_json::Value;
-use torchat_api::{Buddy, Event, Group, Message, Trust};
+use torchat_api::{Buddy, Event, Group, Message};
 
 use crate::Cmd;
 
@@ -160,7 +160,7 @@ pub(crate) fn event(e: &Event, json: bool) {
             println!(
                 "message {} now {} (vouched by {})",
                 short(id),
-                label(trust),
+                trust.label(),
                 claimants
                     .iter()
                     .map(|c| short(c))
@@ -180,16 +180,5 @@ pub(crate) fn event(e: &Event, json: bool) {
         Event::OutboxDropped { to, .. } => println!("gave up delivering to {}", short(to)),
         Event::Error { message } => println!("error: {message}"),
         other => println!("{other:?}"),
-    }
-}
-
-/// The tag for a trust value.
-pub(crate) fn label(t: &Trust) -> String {
-    match t {
-        Trust::Direct { .. } => "(Direct)".into(),
-        Trust::Relayed { k, n } => format!("({k} of {n})"),
-        Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
-        Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
-        Trust::Own => "(me)".into(),
     }
 }

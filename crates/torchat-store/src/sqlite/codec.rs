@@ -79,7 +79,7 @@ pub(super) fn delivery(d: Delivery) -> (&'static str, i64) {
 /// `(trust, trust_k, trust_n)`.
 pub(super) fn trust(t: Trust) -> (&'static str, i64, i64) {
     match t {
-        Trust::Direct => ("direct", 0, 0),
+        Trust::Direct { confirmations } => ("direct", i64::from(confirmations), 0),
         Trust::Relayed { k, n } => ("relayed", i64::from(k), i64::from(n)),
         Trust::Signed { k, n } => ("signed", i64::from(k), i64::from(n)),
         Trust::Unconfirmed { k, n } => ("unconfirmed", i64::from(k), i64::from(n)),
@@ -181,7 +181,9 @@ pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
         },
         trust: match trust.as_deref() {
             None => None,
-            Some("direct") => Some(Trust::Direct),
+            Some("direct") => Some(Trust::Direct {
+                confirmations: count(r.get(11)?)?,
+            }),
             Some("relayed") => Some(Trust::Relayed {
                 k: count(r.get(11)?)?,
                 n: count(r.get(12)?)?,

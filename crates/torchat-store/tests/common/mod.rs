@@ -54,7 +54,7 @@ pub fn msg_group(n: u64, g: &GroupId, from: &OnionId, text: &str) -> Message {
         text: text.as_bytes().to_vec(),
         timestamp: 1_000 + n,
         delivery: None,
-        trust: Some(torchat_store::Trust::Direct),
+        trust: Some(torchat_store::Trust::Direct { confirmations: 0 }),
     }
 }
 
