@@ -24,7 +24,8 @@
 //! Outputs ([`Output`]): `Connect` (open a connection to an onion id and report back),
 //! `Transmit` (write bytes, in order), `Close` (close; the core has already forgotten it),
 //! `Event` (tell the user), `Persist` (store a record; do it before performing later outputs,
-//! so that nothing the user sent is transmitted before it is on disk).
+//! so that nothing the user sent is transmitted before it is on disk), `Load` (read stored
+//! group messages a member asked for and hand them to [`Node::handle_loaded`]).
 //!
 //! ```
 //! use rand_core::SeedableRng;
@@ -44,6 +45,7 @@
 //!         Output::Close { conn } => { /* close */ }
 //!         Output::Event(e) => { /* show */ }
 //!         Output::Persist(r) => { /* store */ }
+//!         Output::Load(req) => node.handle_loaded(req.token, vec![], now), // from storage
 //!     }
 //! }
 //! assert!(node.poll_timeout().is_some()); // the connect timeout
@@ -51,12 +53,14 @@
 #![warn(missing_docs)]
 
 mod config;
+mod direct_sync;
 mod group;
 mod handshake;
 mod node;
 mod redundancy;
 mod session;
 mod state;
+mod sync;
 mod time;
 mod timers;
 mod types;
@@ -65,9 +69,11 @@ pub use config::Config;
 pub use group::NO_REDUNDANCY;
 pub use node::{BuddyView, Node, Stats};
 pub use session::DELAYED_PREFIX;
+pub use sync::SYNC_EXT;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
-    BuddyKind, CommandError, ConnId, Delivery, Event, GroupState, GroupView, MemberChange, MsgId,
-    OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
+    BuddyKind, CommandError, ConnId, Delivery, Event, GroupState, GroupView, LoadRequest,
+    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, SyncCopy, SyncMeta,
+    Trust,
 };

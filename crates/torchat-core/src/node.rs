@@ -31,6 +31,12 @@ pub struct Stats {
     pub non_member_packets: u64,
     /// Signed group messages whose signature did not verify (dropped).
     pub bad_signatures: u64,
+    /// Sync copies of group messages we already held (or could not place yet).
+    pub sync_duplicates: u64,
+    /// Wants of peers not served (too many at once).
+    pub sync_ignored: u64,
+    /// Messages skipped because no member had them any more (older than its retention).
+    pub sync_skipped: u64,
 }
 
 /// The TorChat protocol state machine. See the crate docs for the driving contract.
@@ -45,6 +51,10 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
+    /// Extension `torchat_sync`: wants being answered from storage, and 1:1 delivery state.
+    pub(crate) loads: BTreeMap<u64, crate::sync::Load>,
+    pub(crate) next_load: u64,
+    pub(crate) dsync: BTreeMap<OnionId, crate::direct_sync::DirectSync>,
 }
 
 impl std::fmt::Debug for Node {
@@ -92,6 +102,9 @@ impl Node {
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
+            loads: BTreeMap::new(),
+            next_load: 0,
+            dsync: BTreeMap::new(),
         }
     }
 
@@ -387,11 +400,12 @@ impl Node {
         };
         self.persist(rec);
         match online_out {
-            Some(out) => self.send(out, &Packet::Message(text)),
+            Some(out) => self.send_direct(out, to, id, text, now, false),
             None => {
                 if let Some(b) = self.buddies.get_mut(to) {
                     b.queue.push_back(Queued { id, text });
                 }
+                self.note_queued(to, id, now);
                 self.ensure_outgoing(to, now);
             }
         }
@@ -582,6 +596,7 @@ impl Node {
 
     /// A buddy lost its session: schedule a reconnect or forget a temporary buddy.
     pub(crate) fn after_session_end(&mut self, id: &OnionId, now: Timestamp) {
+        self.sync_on_session_end(id, now);
         let Some(b) = self.buddies.get(id) else {
             return;
         };

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use torchat_wire::{GroupId, OnionId, Status};
+use torchat_wire::{GroupId, OnionId, SeqSet, Status};
 
 use crate::time::Timestamp;
 
@@ -77,8 +77,49 @@ pub enum Presence {
 pub enum Delivery {
     /// Stored, waiting for the buddy to come online.
     Queued,
-    /// Written to the buddy's connection.
+    /// Written to the buddy's connection (and, with `torchat_sync`, not acknowledged yet).
     Sent,
+    /// Acknowledged by the buddy: stored there (extension `torchat_sync`).
+    Delivered,
+}
+
+/// What the extension `torchat_sync` adds to a group message: the speaker's per-group
+/// sequence number, its time, and its signature when it has a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SyncMeta {
+    /// The speaker's sequence number in the group (from 1, never reused).
+    pub seq: u64,
+    /// When the speaker said it.
+    pub time: Timestamp,
+    /// The speaker's ed25519 signature, when its id is a v3 id of its key.
+    pub sig: Option<[u8; 64]>,
+}
+
+/// A full copy of a group message with its sync data, as kept in storage and served to
+/// members who lack it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SyncCopy {
+    /// The speaker.
+    pub speaker: OnionId,
+    /// Sequence number, time and signature.
+    pub meta: SyncMeta,
+    /// Text.
+    pub text: Vec<u8>,
+}
+
+/// A request to the shell to read stored group messages (see [`Output::Load`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest {
+    /// Hand it back to [`crate::Node::handle_loaded`] with the copies.
+    pub token: u64,
+    /// The group.
+    pub gid: GroupId,
+    /// The speaker.
+    pub speaker: OnionId,
+    /// First sequence number.
+    pub from: u64,
+    /// Last sequence number (inclusive).
+    pub to: u64,
 }
 
 /// What a buddy told us about itself.
@@ -331,6 +372,15 @@ pub enum Record {
         at: Timestamp,
         /// Trust state.
         trust: Trust,
+        /// Sequence number, time and signature (extension `torchat_sync`).
+        sync: Option<SyncMeta>,
+    },
+    /// A group message stored before (a plain copy) turned out to be this sync message.
+    GroupMessageSync {
+        /// The message (local id).
+        id: MsgId,
+        /// Its sync data.
+        sync: SyncMeta,
     },
     /// The trust state of a group message changed; `claimants` are the members vouching.
     GroupTrust {
@@ -345,10 +395,38 @@ pub enum Record {
     GroupDelivery {
         /// The message.
         id: MsgId,
-        /// Members it reached.
+        /// Members known to hold it (acknowledged).
         delivered: u32,
         /// Members other than us.
         of: u32,
+        /// Written to at least one member's connection (or nobody else is in the group).
+        sent: bool,
+    },
+    /// The next sequence number we will use in a group; persisted before a message with the
+    /// previous one leaves, so numbers are never reused.
+    SyncSeq {
+        /// The group.
+        gid: GroupId,
+        /// Next sequence number.
+        next: u64,
+    },
+    /// What `member` holds of `speaker`'s messages in a group (ours when `member` is us).
+    SyncVector {
+        /// The group.
+        gid: GroupId,
+        /// Who holds them.
+        member: OnionId,
+        /// Whose messages.
+        speaker: OnionId,
+        /// Sequence numbers held.
+        held: SeqSet,
+    },
+    /// The extensions a peer announced (kept so that we know them before it reconnects).
+    PeerExtensions {
+        /// The peer.
+        id: OnionId,
+        /// What it announced in `supports`.
+        extensions: Vec<String>,
     },
     /// A group packet queued for an unreachable member.
     OutboxAdd(OutboxEntry),
@@ -387,6 +465,10 @@ pub enum Output {
     Event(Event),
     /// Persist.
     Persist(Record),
+    /// Read the stored group messages of `speaker` with sequence numbers `from..=to` and hand
+    /// them to [`crate::Node::handle_loaded`] (every request must be answered, possibly
+    /// with nothing).
+    Load(LoadRequest),
 }
 
 /// Why a user command was refused.

@@ -253,9 +253,11 @@ impl Actor {
         }
         // One write per connection per step, however many lines the core produced.
         let mut writes: Vec<(ConnId, Vec<u8>)> = Vec::new();
+        let mut loads = Vec::new();
         for o in outputs {
             match o {
                 Output::Persist(_) => {}
+                Output::Load(req) => loads.push(req),
                 Output::Connect { conn, to } => self.connect(conn, to),
                 Output::Transmit { conn, data } => {
                     match writes.iter_mut().find(|(c, _)| *c == conn) {
@@ -276,6 +278,24 @@ impl Actor {
         }
         for (conn, data) in writes {
             self.transmit(conn, data);
+        }
+        // Stored group messages a member asked for (extension torchat_sync): read them and
+        // hand them back; what the core does with them goes out in the next round.
+        if !loads.is_empty() {
+            for req in loads {
+                let copies = match self
+                    .store
+                    .sync_range(&req.gid, &req.speaker, req.from, req.to)
+                {
+                    Ok(rows) => rows.iter().filter_map(persist::sync_copy).collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "store read failed");
+                        vec![]
+                    }
+                };
+                self.core.handle_loaded(req.token, copies, now());
+            }
+            self.drain();
         }
     }
 

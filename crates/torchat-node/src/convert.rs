@@ -121,6 +121,7 @@ pub(crate) fn event(e: &Event, me: &torchat_wire::OnionId) -> Option<api::Event>
             state: match state {
                 torchat_core::Delivery::Queued => "queued",
                 torchat_core::Delivery::Sent => "sent",
+                torchat_core::Delivery::Delivered => "delivered",
             }
             .to_owned(),
         },

@@ -1,7 +1,10 @@
 //! Between the core and the store: core records become store operations, and at start the
 //! store's contents are fed back into a fresh core.
 
-use torchat_core::{BuddyKind, Delivery, GroupState, Node, OutboxEntry, Record, Timestamp, Trust};
+use torchat_core::{
+    BuddyKind, Delivery, GroupState, Node, OutboxEntry, Record, SyncCopy, SyncMeta, Timestamp,
+    Trust,
+};
 use torchat_store as st;
 use torchat_store::{Conversation, Direction, Op, Store};
 use torchat_wire::OnionId;
@@ -12,6 +15,31 @@ pub(crate) fn msg_id(id: torchat_core::MsgId) -> st::MsgId {
 
 fn core_msg_id(id: st::MsgId) -> torchat_core::MsgId {
     torchat_core::MsgId(id.0)
+}
+
+fn sync_info(m: SyncMeta) -> st::SyncInfo {
+    st::SyncInfo {
+        seq: m.seq,
+        time: m.time.as_millis(),
+        sig: m.sig,
+    }
+}
+
+fn sync_meta(s: st::SyncInfo) -> SyncMeta {
+    SyncMeta {
+        seq: s.seq,
+        time: Timestamp::from_millis(s.time),
+        sig: s.sig,
+    }
+}
+
+/// A stored group message as the core's full copy (for answering a want).
+pub(crate) fn sync_copy(m: &st::StoredMessage) -> Option<SyncCopy> {
+    Some(SyncCopy {
+        speaker: m.msg.sender.clone(),
+        meta: sync_meta(m.msg.sync?),
+        text: m.msg.text.clone(),
+    })
 }
 
 fn kind(k: BuddyKind) -> st::BuddyKind {
@@ -55,6 +83,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
             timestamp: at.as_millis(),
             delivery: None,
             trust: None,
+            sync: None,
         })],
         Record::MessageOut {
             id,
@@ -71,6 +100,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
             timestamp: at.as_millis(),
             delivery: Some(delivery(state)),
             trust: None,
+            sync: None,
         })],
         Record::MessageDelivery { id, state } => {
             vec![Op::UpdateDelivery {
@@ -126,6 +156,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
             text,
             at,
             trust: t,
+            sync,
         } => {
             let own = t == Trust::Own;
             vec![Op::InsertMessage(st::Message {
@@ -137,7 +168,34 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
                 timestamp: at.as_millis(),
                 delivery: own.then_some(st::Delivery::Queued),
                 trust: Some(t),
+                sync: sync.map(sync_info),
             })]
+        }
+        Record::GroupMessageSync { id, sync } => vec![Op::SetSyncInfo {
+            id: msg_id(id),
+            sync: sync_info(sync),
+        }],
+        Record::SyncSeq { gid, next } => vec![Op::SetSyncSeq { gid, next }],
+        Record::SyncVector {
+            gid,
+            member,
+            speaker,
+            held,
+        } => vec![Op::SetSyncVector {
+            gid,
+            member,
+            speaker,
+            held,
+        }],
+        Record::PeerExtensions { id, extensions } => {
+            let extensions = extensions
+                .into_iter()
+                .filter(|e| {
+                    !e.is_empty() && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+                })
+                .take(64)
+                .collect();
+            vec![Op::SetPeerExtensions { id, extensions }]
         }
         Record::GroupTrust {
             id,
@@ -157,13 +215,20 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
             }
             v
         }
-        Record::GroupDelivery { id, delivered, of } => {
-            let d = if of == 0 {
-                st::Delivery::Sent // nobody else in the group: nothing to wait for
-            } else if delivered == 0 {
-                st::Delivery::Queued
-            } else {
+        Record::GroupDelivery {
+            id,
+            delivered,
+            sent,
+            ..
+        } => {
+            // Delivered only with acknowledgements; written somewhere (or nobody else in the
+            // group) is `sent`.
+            let d = if delivered > 0 {
                 st::Delivery::Delivered(delivered)
+            } else if sent {
+                st::Delivery::Sent
+            } else {
+                st::Delivery::Queued
             };
             vec![Op::UpdateDelivery {
                 id: msg_id(id),
@@ -187,6 +252,7 @@ fn delivery(d: Delivery) -> st::Delivery {
     match d {
         Delivery::Queued => st::Delivery::Queued,
         Delivery::Sent => st::Delivery::Sent,
+        Delivery::Delivered => st::Delivery::Delivered(1),
     }
 }
 
@@ -203,29 +269,42 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
         };
         node.restore_buddy_info(&b.id, info);
     }
-    // 1:1 messages that were never sent.
+    // 1:1 messages never sent, or sent and not acknowledged; ids of recent incoming ones.
+    let keep = node.config().max_received_ids_per_buddy;
     for conv in store.conversations()? {
         let Conversation::Buddy(id) = &conv else {
             continue;
         };
         let mut before = None;
         let mut queued = vec![];
+        let mut unacked = vec![];
+        let mut received = vec![];
         loop {
             let page = store.history(&conv, before, 500)?;
             let Some(first) = page.first() else { break };
             before = Some(first.row);
             for m in page.iter().rev() {
-                if m.msg.direction == Direction::Out && m.msg.delivery == Some(st::Delivery::Queued)
-                {
-                    queued.push(m.msg.clone());
+                match (m.msg.direction, m.msg.delivery) {
+                    (Direction::Out, Some(st::Delivery::Queued)) => queued.push(m.msg.clone()),
+                    (Direction::Out, Some(st::Delivery::Sent)) => unacked.push(m.msg.clone()),
+                    (Direction::In, _) if received.len() < keep => received.push(m.msg.id),
+                    _ => {}
                 }
             }
             if page.len() < 500 {
                 break;
             }
         }
+        for m in unacked.into_iter().rev() {
+            let at = Timestamp::from_millis(m.timestamp);
+            node.restore_unacked(core_msg_id(m.id), id.clone(), m.text, at);
+        }
         for m in queued.into_iter().rev() {
             node.restore_queued(core_msg_id(m.id), id.clone(), m.text);
+            node.restore_queued_time(id, core_msg_id(m.id), Timestamp::from_millis(m.timestamp));
+        }
+        for r in received.into_iter().rev() {
+            node.restore_received(id, core_msg_id(r));
         }
     }
     for g in store.groups()? {
@@ -242,10 +321,21 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
             g.invited_by.clone(),
             members,
         );
+        for (member, speaker, held) in store.sync_vectors(&g.gid)? {
+            node.restore_sync_vector(&g.gid, &member, &speaker, held);
+        }
         let conv = Conversation::Group(g.gid.clone());
         let limit = node.config().max_tracked_messages;
         for m in store.history(&conv, None, limit)? {
             let Some(t) = m.msg.trust else { continue };
+            if let (Trust::Own, Some(s)) = (t, m.msg.sync) {
+                let delivered = match m.msg.delivery {
+                    Some(st::Delivery::Delivered(k)) => k,
+                    _ => 0,
+                };
+                node.restore_sync_own(&g.gid, s.seq, core_msg_id(m.msg.id), delivered);
+                continue;
+            }
             let claims: Vec<OnionId> = store
                 .claims(&m.msg.id)?
                 .into_iter()
@@ -260,7 +350,16 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
                 t,
                 claims,
             );
+            if let Some(s) = m.msg.sync {
+                node.restore_group_sync_meta(&g.gid, core_msg_id(m.msg.id), sync_meta(s));
+            }
         }
+    }
+    for (gid, next) in store.sync_seqs()? {
+        node.restore_sync_seq(&gid, next);
+    }
+    for (id, exts) in store.peer_extensions()? {
+        node.restore_peer_extensions(&id, exts);
     }
     for q in store.queued_packets()? {
         node.restore_outbox(OutboxEntry {

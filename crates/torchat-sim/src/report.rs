@@ -50,7 +50,7 @@ pub struct MessageReport {
     pub missing: Vec<usize>,
     /// Every member that showed it, by node.
     pub displays: Vec<Display>,
-    /// `groupchat_message` + `groupchat_echoed_message` lines written for it (lines of
+    /// Full copies written for it (speaker's, echoes, relayed or pulled sync copies; lines of
     /// repeated texts are split evenly between the repeats).
     pub lines: f64,
     /// Bytes of those lines (with the LF).
@@ -70,12 +70,18 @@ pub struct Totals {
     pub lines: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// `groupchat_message` lines written.
+    /// Full copies written by their speaker: `groupchat_message`, `groupchat_signed_message`,
+    /// `groupchat_sync_message` from the speaker.
     pub message_lines: u64,
-    /// `groupchat_echoed_message` lines written (forged ones included).
+    /// Full copies written by other members: `groupchat_echoed_message` (forged ones
+    /// included), `groupchat_signed_echo`, `groupchat_sync_message` relayed or pulled.
     pub echo_lines: u64,
-    /// Bytes of both kinds.
+    /// Bytes of both kinds (the payload).
     pub group_bytes: u64,
+    /// Control lines of `torchat_sync`: acks, digests, wants, ends, tells.
+    pub digest_lines: u64,
+    /// Their bytes.
+    pub digest_bytes: u64,
     /// Lines lost in flight (a link broke, or the receiver had closed the connection).
     pub lost_lines: u64,
     /// Of those, `groupchat_message` and `groupchat_echoed_message` lines.
@@ -194,7 +200,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  delivery {}/{} = {:.3}; lines {} ({} bytes), group lines {} + {} echoes ({} bytes), lost lines {}",
+            "  delivery {}/{} = {:.3}; lines {} ({} bytes), copies {} + {} relayed ({} bytes), sync control {} ({} bytes), lost lines {}",
             t.pairs_displayed,
             t.pairs_expected,
             t.delivery_ratio,
@@ -203,6 +209,8 @@ impl Report {
             t.message_lines,
             t.echo_lines,
             t.group_bytes,
+            t.digest_lines,
+            t.digest_bytes,
             t.lost_lines
         );
         let _ = writeln!(

@@ -6,8 +6,10 @@
 //! - [`MemoryStore`]: in memory, for tests and the simulator.
 //!
 //! What is kept: identity settings (key/value, see [`keys`]), [`Buddy`]s, [`Group`]s and their
-//! [`Member`]s, every [`Message`] (1:1 and group) with its delivery and trust state, the
-//! [`Claim`]s behind group trust, and the outbox of pending transmissions ([`OutboxEntry`]).
+//! [`Member`]s, every [`Message`] (1:1 and group) with its delivery and trust state and its
+//! [`SyncInfo`], the [`Claim`]s behind group trust, the outbox of pending transmissions
+//! ([`OutboxEntry`]), and the state of the extension `torchat_sync`: the next sequence number
+//! per group, what each member holds per speaker ([`SeqSet`]), what each peer supports.
 //!
 //! Guarantees:
 //! - **durable on return**: each write method, and each [`Store::apply`] batch, is one
@@ -38,6 +40,7 @@
 //!     timestamp: 1_700_000_000_000,
 //!     delivery: None,
 //!     trust: None,
+//!     sync: None,
 //! };
 //! assert!(store.insert_message(msg.clone())?); // new
 //! assert!(!store.insert_message(msg)?); // replay: no duplicate
@@ -60,7 +63,8 @@ pub use memory::MemoryStore;
 pub use op::{Op, MAX_TIME};
 pub use sqlite::{Diagnostics, SqliteStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use store::Store;
+pub use torchat_wire::SeqSet;
 pub use types::{
     keys, Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Group, GroupState, Member,
-    Message, MsgId, OutboxEntry, QueuedPacket, RowId, StoredMessage, Trust,
+    Message, MsgId, OutboxEntry, QueuedPacket, RowId, StoredMessage, SyncInfo, Trust,
 };

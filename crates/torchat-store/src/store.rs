@@ -4,7 +4,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Conversation, Delivery, Group, GroupState, Member, Message, MsgId, Op,
-    OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Trust,
+    OutboxEntry, QueuedPacket, Result, RowId, SeqSet, StoredMessage, Trust,
 };
 
 /// Durable storage for one torchat node.
@@ -52,6 +52,21 @@ pub trait Store: Send {
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>>;
     /// The whole outbox, ordered by `created_at`, message id, destination.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
+    /// The group messages of `speaker` with sequence numbers `from..=to`, by sequence number.
+    fn sync_range(
+        &self,
+        gid: &GroupId,
+        speaker: &OnionId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredMessage>>;
+    /// Every group's next sequence number, ordered by group id.
+    fn sync_seqs(&self) -> Result<Vec<(GroupId, u64)>>;
+    /// What each member holds of each speaker's messages in a group: (member, speaker, set),
+    /// ordered by member, then speaker.
+    fn sync_vectors(&self, gid: &GroupId) -> Result<Vec<(OnionId, OnionId, SeqSet)>>;
+    /// The extensions each peer announced last, ordered by id.
+    fn peer_extensions(&self) -> Result<Vec<(OnionId, Vec<String>)>>;
     /// The entries due at `now` (`next_at <= now < expires_at`), in [`Store::outbox`] order.
     fn outbox_due(&self, now: u64) -> Result<Vec<OutboxEntry>> {
         Ok(self

@@ -198,6 +198,18 @@ pub enum Delivery {
 /// definition (`(Direct)`, `(k of n)`, `(Signed, k of n)`, `(UNCONFIRMED k of n)`, `(me)`).
 pub use torchat_core::Trust;
 
+/// The sync data of a group message (extension `torchat_sync`): the speaker's sequence
+/// number in the group, its time, and its signature when it has a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SyncInfo {
+    /// Sequence number (from 1). Unique per group and speaker in the store.
+    pub seq: u64,
+    /// The speaker's time (ms).
+    pub time: u64,
+    /// The speaker's ed25519 signature.
+    pub sig: Option<[u8; 64]>,
+}
+
 /// A message, 1:1 or group, as inserted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -217,6 +229,8 @@ pub struct Message {
     pub delivery: Option<Delivery>,
     /// Trust state, for group messages.
     pub trust: Option<Trust>,
+    /// Sync data, for group messages of the extension `torchat_sync`.
+    pub sync: Option<SyncInfo>,
 }
 
 /// A message with its local row number.

@@ -218,6 +218,9 @@ pub struct ProtocolConfig {
     pub relay_lifetime_hours: Option<u64>,
     /// The same in seconds (tests); takes precedence over `relay_lifetime_hours`.
     pub relay_lifetime_secs: Option<u64>,
+    /// Group history kept, and served to members catching up, in days (default 30; 0: for
+    /// ever). Older group messages are deleted when the daemon starts.
+    pub group_history_days: Option<u64>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/torchat` or `~/.local/share/torchat`.

@@ -180,7 +180,6 @@ fn stored_group_texts(dir: &Path, gid: &str) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "fails before torchat_sync (acknowledged delivery, catch-up)"]
 fn group_member_killed_mid_burst_gets_every_message_and_delivered_is_true() {
     const BURST: usize = 400;
     let root = tempfile::tempdir().unwrap();
@@ -276,7 +275,6 @@ fn group_member_killed_mid_burst_gets_every_message_and_delivered_is_true() {
 }
 
 #[test]
-#[ignore = "fails before torchat_sync (acknowledged delivery, catch-up)"]
 fn one_to_one_receiver_killed_mid_burst_loses_nothing() {
     const BURST: usize = 300;
     let root = tempfile::tempdir().unwrap();
@@ -372,14 +370,12 @@ fn catch_up_from_a_third_member(away: Duration) -> Duration {
 }
 
 #[test]
-#[ignore = "fails before torchat_sync (acknowledged delivery, catch-up)"]
 fn catch_up_of_1000_messages_from_a_third_member() {
     let took = catch_up_from_a_third_member(Duration::ZERO);
     eprintln!("catch-up of 1000 messages (away 0 s after the last): {took:?}");
 }
 
 #[test]
-#[ignore = "fails before torchat_sync (acknowledged delivery, catch-up)"]
 fn catch_up_after_longer_than_the_outbox_lifetime() {
     let took = catch_up_from_a_third_member(secs(8));
     eprintln!("catch-up of 1000 messages (away 8 s > 5 s outbox lifetime): {took:?}");
