@@ -120,6 +120,38 @@ fn count_each(texts: &[String], prefix: &str) -> BTreeMap<String, usize> {
     m
 }
 
+/// Waits (cheaply: by events) until the daemon shows `n` distinct group messages whose text
+/// starts with `prefix`; returns how long it took, or `None` after `limit`.
+fn wait_group_messages(
+    d: &Daemon,
+    gid: &str,
+    prefix: &str,
+    n: usize,
+    limit: Duration,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    let mut sub = d.client();
+    sub.ok(json!({"cmd": "subscribe"}));
+    let mut seen: std::collections::BTreeSet<String> = all_history(&mut d.client(), gid)
+        .iter()
+        .filter(|m| m["text"].as_str().unwrap().starts_with(prefix))
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    while seen.len() < n {
+        if t0.elapsed() > limit {
+            return None;
+        }
+        let e = sub.event();
+        if e["event"] == json!("group_message") && e["message"]["conversation"] == json!(gid) {
+            let t = e["message"]["text"].as_str().unwrap_or_default();
+            if t.starts_with(prefix) {
+                seen.insert(t.to_owned());
+            }
+        }
+    }
+    Some(t0.elapsed())
+}
+
 /// Makes a group of every daemon, created by daemon 0, which must be everyone's buddy.
 fn make_group(net: &Net) -> String {
     let mut c0 = net.client(0);
@@ -348,16 +380,11 @@ fn catch_up_from_a_third_member(away: Duration) -> Duration {
     net.daemons[1].stop();
     let t0 = Instant::now();
     net.daemons[2].spawn();
-    let mut cc = net.client(2);
-    let deadline = Instant::now() + secs(120);
-    let got = loop {
-        let got = count_each(&texts(&all_history(&mut cc, &gid)), "from ");
-        if got.len() == 2 * EACH || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let waited = wait_group_messages(&net.daemons[2], &gid, "from ", 2 * EACH, secs(120));
     let took = t0.elapsed();
+    let mut cc = net.client(2);
+    let got = count_each(&texts(&all_history(&mut cc, &gid)), "from ");
+    assert!(waited.is_some(), "carol: no complete catch-up in 120 s");
     assert_eq!(
         got.len(),
         2 * EACH,
