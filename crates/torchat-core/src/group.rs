@@ -213,6 +213,8 @@ impl Node {
             return Err(CommandError::GroupState);
         }
         g.state = GroupState::Joining;
+        // Messages said before we joined are not fetched for us (torchat_sync).
+        g.sync.floor = Some(now);
         let inviter = g.inviter.clone();
         let proposed: Vec<OnionId> = std::mem::take(&mut g.proposed).into_iter().collect();
         if let Some(inv) = &inviter {
@@ -934,9 +936,25 @@ impl Node {
         });
     }
 
-    /// A shown message's trust changed: persist and tell.
+    /// A shown message's trust changed: persist (with who vouches) and tell.
     pub(crate) fn trust_changed(&mut self, gid: &GroupId, id: MsgId, trust: Trust) {
-        self.apply_outcome(gid, Outcome::Update(id, trust), Timestamp::from_millis(0));
+        let claimants: Vec<OnionId> = self
+            .groups
+            .get(gid)
+            .and_then(|g| g.engine.get(id))
+            .map(|s| s.claimants.iter().cloned().collect())
+            .unwrap_or_default();
+        self.persist(Record::GroupTrust {
+            id,
+            trust,
+            claimants: claimants.clone(),
+        });
+        self.event(Event::GroupTrust {
+            gid: gid.clone(),
+            id,
+            trust,
+            claimants,
+        });
     }
 
     /// Turns an engine outcome into events and records.
@@ -944,25 +962,7 @@ impl Node {
         match outcome {
             Outcome::Nothing => {}
             Outcome::Show(id, trust) => self.show(gid, id, trust, now),
-            Outcome::Update(id, trust) => {
-                let claimants = self
-                    .groups
-                    .get(gid)
-                    .and_then(|g| g.engine.get(id))
-                    .map(|s| s.claimants.iter().cloned().collect())
-                    .unwrap_or_default();
-                self.persist(Record::GroupTrust {
-                    id,
-                    trust,
-                    claimants: Vec::clone(&claimants),
-                });
-                self.event(Event::GroupTrust {
-                    gid: gid.clone(),
-                    id,
-                    trust,
-                    claimants,
-                });
-            }
+            Outcome::Update(id, trust) => self.trust_changed(gid, id, trust),
         }
     }
 

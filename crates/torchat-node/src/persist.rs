@@ -321,6 +321,10 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
             g.invited_by.clone(),
             members,
         );
+        // Invited and joined then (or created then): nothing older is fetched for us.
+        if g.invited_by.is_some() {
+            node.restore_sync_floor(&g.gid, Timestamp::from_millis(g.created_at));
+        }
         for (member, speaker, held) in store.sync_vectors(&g.gid)? {
             node.restore_sync_vector(&g.gid, &member, &speaker, held);
         }

@@ -34,6 +34,9 @@ pub struct Options {
     pub max_events_per_instant: u64,
     /// Keep a readable trace of group lines and group events (see [`Sim::trace`]).
     pub trace: bool,
+    /// Count group and sync lines (totals, per-message lines and bytes) only from this
+    /// virtual time on, in milliseconds (to measure a steady state).
+    pub count_from_ms: u64,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             max_events: 200_000_000,
             max_events_per_instant: 2_000_000,
             trace: false,
+            count_from_ms: 0,
         }
     }
 }
@@ -1052,7 +1056,7 @@ impl Sim {
                     forged,
                 });
             }
-            if !body.starts_with(b"groupchat_") {
+            if !body.starts_with(b"groupchat_") || self.now < self.opts.count_from_ms {
                 continue;
             }
             if self.opts.trace {

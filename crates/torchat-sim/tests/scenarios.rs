@@ -331,3 +331,57 @@ fn random_scenarios_with_leaves_keep_the_invariants() {
 fn concurrent_invites_agree() {
     run_clean(&load("invite-concurrent"));
 }
+
+/// A mixed group: seed-only members among torchat_sync members. Every message reaches every
+/// member; seed-only members get the seed's packets (never a sync packet).
+#[test]
+fn mixed_group_delivers_everything_and_keeps_the_invariants() {
+    let sc = load("mixed");
+    for seed in &sc.seeds {
+        let sim = Sim::new(
+            &sc,
+            *seed,
+            Options {
+                record_wire: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut sim = sim;
+        sim.run_until(f64::INFINITY);
+        for w in sim.wire() {
+            if w.to.is_some_and(|t| t >= 6) {
+                assert!(!w.text().starts_with("groupchat_sync_"), "{}", w.text());
+            }
+        }
+        let r = sim.report();
+        assert!(r.violations.is_empty(), "{}", r.to_text());
+        for m in &r.messages {
+            assert_eq!(m.delivered, m.expected.len(), "{}", r.to_text());
+        }
+    }
+}
+
+/// torchat_sync under churn: away for hours, a healed partition, a speaker dying after
+/// reaching one member: every message reaches every member running at the end.
+#[test]
+fn sync_churn_delivers_everything() {
+    let sc = load("sync-churn");
+    for r in run_clean(&sc) {
+        for m in &r.messages {
+            let missing: Vec<usize> = m
+                .missing
+                .iter()
+                .copied()
+                .filter(|x| r.members[*x].alive)
+                .collect();
+            assert!(missing.is_empty(), "{}", r.to_text());
+        }
+        // The member that came back after two hours got what was said while it was away.
+        let away = r.message("while n7 is away").unwrap();
+        assert!(away.displays.iter().any(|d| d.node == 7), "{}", r.to_text());
+        // Those n5 could not reach got its last words from the one it reached.
+        let last = r.message("last words of n5").unwrap();
+        assert!(last.displays.iter().any(|d| d.node == 3), "{}", r.to_text());
+    }
+}

@@ -1585,9 +1585,14 @@ impl App {
                 delivered,
                 of,
             } => {
-                let d = Delivery::Delivered {
-                    k: delivered,
-                    of: Some(of),
+                // Only acknowledgements make a message delivered; before the first one it is sent.
+                let d = if delivered == 0 && of > 0 {
+                    Delivery::Sent
+                } else {
+                    Delivery::Delivered {
+                        k: delivered,
+                        of: Some(of),
+                    }
                 };
                 let found = self.convs.get_mut(&gid).and_then(|c| {
                     let i = c.find(&id)?;

@@ -424,6 +424,15 @@ fn own_group_message_shows_delivered_k_of_n() {
     answer(&mut app, a, &|_| json!({"id": "o1"}));
     let s = screen(&app);
     assert!(s.contains("you: hi all · queued"), "{s}");
+    // Written to the members, nobody acknowledged yet: sent, not "delivered 0".
+    app.handle(AppEvent::Node(Event::GroupDelivery {
+        gid: GID.into(),
+        id: "o1".into(),
+        delivered: 0,
+        of: 3,
+    }));
+    let s = screen(&app);
+    assert!(s.contains("you: hi all · sent"), "{s}");
     app.handle(AppEvent::Node(Event::GroupDelivery {
         gid: GID.into(),
         id: "o1".into(),

@@ -15,6 +15,9 @@
 //! [transport.direct.peers]
 //! "bobbbbbbbbbbbbbb" = "127.0.0.1:11010"
 //!
+//! [protocol]
+//! group_history_days = 30    # group history kept and served for catch-up (0: for ever)
+//!
 //! [log]
 //! level = "info"
 //! secrets = false            # never log full ids unless this is true

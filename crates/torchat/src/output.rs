@@ -170,7 +170,10 @@ pub(crate) fn event(e: &Event, json: bool) {
         }
         Event::GroupDelivery {
             id, delivered, of, ..
-        } => println!("message {}: {delivered} of {of} members have it", short(id)),
+        } => println!(
+            "message {}: {delivered} of {of} members have it (acknowledged)",
+            short(id)
+        ),
         Event::GroupDivergence { gid, member, peer } => println!(
             "group {}: {} lists {} but it could not be confirmed",
             short(gid),
