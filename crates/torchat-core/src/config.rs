@@ -96,6 +96,9 @@ pub struct Config {
     pub sync_want_timeout: Duration,
     /// Sync: wants of one peer being served from storage at once; more are ignored.
     pub sync_loads_per_peer: usize,
+    /// Sync: wants of one peer answered per minute and group (a catch-up of 1000 messages
+    /// needs 10); more are ignored until the minute has passed.
+    pub sync_wants_per_minute: usize,
     /// Sync: recent full copies kept in memory per group to answer wants without storage.
     pub sync_cache: usize,
     /// Sync: own messages whose delivery is tracked per group (older ones keep the last
@@ -157,6 +160,7 @@ impl Config {
             sync_wants_total: 8,
             sync_want_timeout: Duration::from_secs(60),
             sync_loads_per_peer: 2,
+            sync_wants_per_minute: 120,
             sync_cache: 2000,
             sync_tracked_own: 10_000,
             sync_max_gaps: 64,

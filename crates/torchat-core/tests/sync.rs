@@ -667,3 +667,29 @@ fn a_new_member_catches_up_from_its_join_not_before() {
     assert!(to_carol.len() <= 100, "{} old copies", to_carol.len());
     assert!(!to_carol.iter().any(|l| l.ends_with("before carol 0")));
 }
+
+/// A member that asks for the same page again and again is answered at most
+/// `sync_wants_per_minute` times a minute.
+#[test]
+fn wants_are_rate_limited_per_peer() {
+    let mut net = sync_group(2);
+    net.advance(secs(30));
+    say(&mut net, 0, "one");
+    net.advance(secs(1));
+    let s = net.id(0);
+    let line = format!("groupchat_sync_want {} {s} 1 1", gid());
+    let ends = |net: &Net| {
+        net.texts(0, 1)
+            .iter()
+            .filter(|l| l.starts_with("groupchat_sync_end "))
+            .count()
+    };
+    let before = ends(&net);
+    for _ in 0..300 {
+        net.inject(1, 0, line.as_bytes());
+    }
+    assert_eq!(ends(&net) - before, 120);
+    net.advance(secs(61));
+    net.inject(1, 0, line.as_bytes());
+    assert_eq!(ends(&net) - before, 121, "answered again after a minute");
+}

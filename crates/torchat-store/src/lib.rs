@@ -21,8 +21,9 @@
 //!   entries per (message, destination) and members per (group, member). After a `kill -9` the
 //!   node can redo its last steps without losing or duplicating anything.
 //!
-//! The store knows nothing of the protocol core or of async runtimes; the node maps core
-//! records to [`Op`]s (ideally one [`Store::apply`] per core step).
+//! The store knows nothing of the protocol's logic (it shares only the core's `Trust` type) or
+//! of async runtimes; the node maps core records to [`Op`]s (ideally one [`Store::apply`] per
+//! core step).
 //!
 //! ```
 //! use torchat_store::{Conversation, Direction, MemoryStore, Message, MsgId, Store};

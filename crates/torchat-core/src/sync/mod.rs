@@ -113,6 +113,8 @@ pub(crate) struct GroupSync {
     /// Speakers whose messages we pull newest first, until one from before we joined shows
     /// where our part of their history begins.
     descending: BTreeSet<OnionId>,
+    /// When we answered each peer's recent wants (rate limit).
+    served: BTreeMap<OnionId, VecDeque<Timestamp>>,
 }
 
 impl GroupSync {

@@ -20,6 +20,7 @@ impl Node {
         speaker: OnionId,
         a: u64,
         b: u64,
+        now: Timestamp,
     ) {
         if !self.joined(gid) || !self.is_member_of(gid, from) || !self.is_sync_peer(from) {
             self.stats.non_member_packets += 1;
@@ -29,6 +30,24 @@ impl Node {
         if speaker != me && !self.spoke_in(gid, &speaker) {
             return;
         }
+        // Rate: at most `sync_wants_per_minute` answered per peer and group; more are ignored
+        // (a well-behaved peer asks again after its timeout).
+        let limit = self.cfg.sync_wants_per_minute;
+        let Some(gs) = self.gsync(gid) else {
+            return;
+        };
+        let served = gs.served.entry(from.clone()).or_default();
+        while served
+            .front()
+            .is_some_and(|t| *t + std::time::Duration::from_secs(60) <= now)
+        {
+            served.pop_front();
+        }
+        if served.len() >= limit {
+            self.stats.sync_ignored += 1;
+            return;
+        }
+        served.push_back(now);
         let b = b.min(a.saturating_add(self.cfg.sync_page.clamp(1, 1000) - 1));
         let Some(gs) = self.groups.get(gid).map(|g| &g.sync) else {
             return;

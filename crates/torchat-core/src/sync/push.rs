@@ -187,7 +187,7 @@ impl Node {
                 speaker,
                 from: a,
                 to: b,
-            } => self.on_want(from, &gid, speaker, a, b),
+            } => self.on_want(from, &gid, speaker, a, b, now),
             Packet::GroupSyncEnd {
                 gid,
                 speaker,
