@@ -4,18 +4,17 @@
 //! (c) two Arti instances talk to each other. Bytes flow both ways each time.
 //!
 //! Needs `tor`, `tor-gencert` and `python3`. Without them the test prints a SKIP line and
-//! passes, unless `TORCHAT_REQUIRE_TOR=1`, in which case it fails. The script is found through
-//! `TORCHAT_PRIVATE_TOR_NET`, else at `../../../shared/tools/private-tor-net` from this crate.
+//! passes, unless `TORCHAT_REQUIRE_TOR=1`, in which case it fails. The network comes from the
+//! test kit (`torchat_testkit::tornet`).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use torchat_arti::{Arti, ArtiConfig};
+use torchat_testkit::tornet::{self, Network, Options};
 use torchat_tor::{BoxStream, Transport, TransportEvent, TORCHAT_PORT};
 use torchat_wire::OnionId;
 
@@ -23,115 +22,12 @@ use torchat_wire::OnionId;
 /// published, or a time period may just have changed).
 const CONNECT_BUDGET: Duration = Duration::from_secs(150);
 
-/// The running private network; stopped when dropped, also when the test fails.
-struct Net {
-    script: PathBuf,
-    dir: tempfile::TempDir,
-    json: serde_json::Value,
-}
-
-impl Net {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn client(&self, i: usize) -> &serde_json::Value {
-        &self.json["clients"][i]
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let status = Command::new("python3")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-        eprintln!("private-tor-net stop: {status:?}");
-        if std::thread::panicking() {
-            // Leave a trace of what the network was doing.
-            for node in ["client1", "client2", "relay0"] {
-                let log = self.dir.path().join("nodes").join(node).join("notice.log");
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                    eprintln!("--- {} (tail) ---", log.display());
-                    for line in tail.iter().rev() {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn require_tor() -> bool {
-    std::env::var("TORCHAT_REQUIRE_TOR").is_ok_and(|v| v == "1")
-}
-
-fn script_path() -> PathBuf {
-    match std::env::var_os("TORCHAT_PRIVATE_TOR_NET") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/private-tor-net"),
-    }
-}
-
-fn runs(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Why the test cannot run here, if it cannot.
-fn missing_prerequisite(script: &Path) -> Option<String> {
-    if !script.is_file() {
-        return Some(format!("private-tor-net not found at {}", script.display()));
-    }
-    if !runs("python3", "--version") {
-        return Some("python3 is not installed".into());
-    }
-    if !runs("tor", "--version") {
-        return Some("tor is not installed (apt-get install -y tor)".into());
-    }
-    if !runs("tor-gencert", "--help") && !Path::new("/usr/bin/tor-gencert").exists() {
-        return Some("tor-gencert is not installed (apt-get install -y tor)".into());
-    }
-    None
-}
-
-fn start_net(script: &Path) -> Net {
-    let dir = tempfile::Builder::new()
-        .prefix("torchat-arti-net")
-        .tempdir()
-        .unwrap();
-    let t0 = Instant::now();
-    let out = Command::new("python3")
-        .arg(script)
-        .arg("start")
-        .arg(dir.path())
-        .args(["--clients", "2", "--voting-interval", "20"])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        // start stops what it started when it fails.
-        panic!(
-            "private-tor-net start failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    eprintln!(
-        "FIGURE private-tor-net start: {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("network.json")).unwrap())
-            .unwrap();
-    Net {
-        script: script.to_path_buf(),
-        dir,
-        json,
-    }
+/// Starts the private network (20 s voting interval) in a fresh temporary directory.
+fn start_net() -> Network {
+    Network::start_temp(&Options {
+        clients: 2,
+        voting_interval: Some(20),
+    })
 }
 
 /// One embedded Tor node under test, with its event channel.
@@ -380,21 +276,12 @@ impl Control {
 }
 
 fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    torchat_testkit::rss_kib(std::process::id())
 }
 
 #[test]
 fn arti_on_private_tor_net() {
-    let script = script_path();
-    if let Some(why) = missing_prerequisite(&script) {
-        if require_tor() {
-            panic!("TORCHAT_REQUIRE_TOR=1 but {why}");
-        }
-        println!("SKIP arti_on_private_tor_net: {why} (set TORCHAT_REQUIRE_TOR=1 to fail instead)");
+    if !tornet::available("arti_on_private_tor_net") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -402,14 +289,14 @@ fn arti_on_private_tor_net() {
         .enable_all()
         .build()
         .unwrap();
-    let data_dirs = rt.block_on(run(&script));
+    let data_dirs = rt.block_on(run());
     // Arti writes its state when its last tasks end, with the runtime: keep the directories
     // until then.
     drop(rt);
     drop(data_dirs);
 }
 
-async fn run(script: &Path) -> Vec<tempfile::TempDir> {
+async fn run() -> Vec<tempfile::TempDir> {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -417,15 +304,18 @@ async fn run(script: &Path) -> Vec<tempfile::TempDir> {
             .try_init();
     }
     let rss_before = rss_kib();
-    let net = start_net(script);
-    let cfg = ArtiConfig::from_private_tor_net(net.path()).unwrap();
+    let net = start_net();
+    let cfg = ArtiConfig::from_private_tor_net(&net.dir).unwrap();
 
     // (a) Arti hosts; C tor client 1 connects through its SOCKS port.
     let seed_a = seed(0x42);
     let (mut a, _, _) = Node::start("arti-a", &cfg, seed_a, None).await;
     assert_eq!(a.arti.id(), &onion_of(seed_a));
     let rss_one = rss_kib();
-    let socks = net.client(0)["socks_addr"].as_str().unwrap().to_string();
+    let socks = net.client_json(0)["socks_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let host_a = format!("{}.onion", a.arti.id().as_str());
     let t0 = Instant::now();
     let (mut from_ctor, attempts) = socks5_connect_retrying(&socks, &host_a, TORCHAT_PORT).await;
@@ -441,7 +331,7 @@ async fn run(script: &Path) -> Vec<tempfile::TempDir> {
     // (b) C tor client 2 hosts (ADD_ONION); Arti connects.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local = listener.local_addr().unwrap();
-    let mut control = Control::open(net.client(1)).await;
+    let mut control = Control::open(net.client_json(1)).await;
     let reply = control
         .command(&format!(
             "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port={TORCHAT_PORT},{local}"
@@ -607,12 +497,7 @@ impl Tally {
 #[test]
 #[ignore = "takes 10 minutes; run with --ignored"]
 fn across_time_period_boundary() {
-    let script = script_path();
-    if let Some(why) = missing_prerequisite(&script) {
-        if require_tor() {
-            panic!("TORCHAT_REQUIRE_TOR=1 but {why}");
-        }
-        println!("SKIP across_time_period_boundary: {why}");
+    if !tornet::available("across_time_period_boundary") {
         return;
     }
     let secs: u64 = std::env::var("TORCHAT_ARTI_SOAK_SECS")
@@ -625,8 +510,8 @@ fn across_time_period_boundary() {
         .build()
         .unwrap();
     let dirs = rt.block_on(async {
-        let net = start_net(&script);
-        let cfg = ArtiConfig::from_private_tor_net(net.path()).unwrap();
+        let net = start_net();
+        let cfg = ArtiConfig::from_private_tor_net(&net.dir).unwrap();
         let (a, _, _) = Node::start("arti-a", &cfg, seed(0x42), None).await;
         let (b, _, _) = Node::start("arti-b", &cfg, seed(0x17), None).await;
         let (arti_a, arti_b) = (a.arti.clone(), b.arti.clone());
@@ -650,7 +535,7 @@ fn across_time_period_boundary() {
                 tokio::spawn(echo(s));
             }
         });
-        let mut control2 = Control::open(net.client(1)).await;
+        let mut control2 = Control::open(net.client_json(1)).await;
         let reply = control2
             .command(&format!(
                 "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port={TORCHAT_PORT},{local}"
@@ -663,8 +548,11 @@ fn across_time_period_boundary() {
                 .unwrap(),
         )
         .unwrap();
-        let mut control1 = Control::open(net.client(0)).await;
-        let socks = net.client(0)["socks_addr"].as_str().unwrap().to_string();
+        let mut control1 = Control::open(net.client_json(0)).await;
+        let socks = net.client_json(0)["socks_addr"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let host_a = format!("{}.onion", arti_a.id().as_str());
 
         let (mut ctor_to_a, mut b_to_a, mut a_to_ctor) =
