@@ -258,7 +258,7 @@ impl Inner {
                 }
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    return Err(Error::Proxy(format!(
+                    return Err(Error::TimedOut(format!(
                         "no connection to {}… within {} s",
                         to.short(),
                         self.connect_retry.as_secs()
@@ -275,10 +275,18 @@ impl Inner {
                 "onion connect failed"
             );
             if !retry {
-                return Err(Error::Proxy(format!(
+                let msg = format!(
                     "cannot reach {}… over Tor ({kind}) after {attempt} attempt(s)",
                     to.short()
-                )));
+                );
+                return Err(match kind {
+                    ErrorKind::RemoteConnectionRefused => Error::Refused(msg),
+                    ErrorKind::TorNetworkTimeout | ErrorKind::RemoteNetworkTimeout => {
+                        Error::TimedOut(msg)
+                    }
+                    k if retryable(k) => Error::Unreachable(msg),
+                    _ => Error::Proxy(msg),
+                });
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(8));

@@ -5,44 +5,171 @@
 use torchat_wire::{OnionId, Packet};
 
 use crate::node::Node;
-use crate::state::Buddy;
+use crate::state::{Buddy, Dir};
 use crate::time::Timestamp;
 use crate::types::{BuddyKind, ConnId, Event};
 
 impl Node {
-    /// Sends (or re-sends) our ping on an established outgoing connection. The cookie is made
-    /// once per connection and stays the same for re-pings.
-    pub(crate) fn send_ping(&mut self, conn: ConnId, _to: &OnionId, now: Timestamp) {
-        let cookie = match self.conns.get(&conn).and_then(|c| c.ping_cookie.clone()) {
+    /// Sends (or re-sends) our ping on an established outgoing connection, with the buddy's
+    /// cookie (made once per buddy, the same on every connection to it).
+    pub(crate) fn send_ping(&mut self, conn: ConnId, to: &OnionId, now: Timestamp) {
+        let cookie = match self.buddies.get(to).and_then(|b| b.cookie.clone()) {
             Some(c) => c,
-            None => self.new_cookie(),
+            None => {
+                let c = self.new_cookie();
+                if let Some(b) = self.buddies.get_mut(to) {
+                    b.cookie = Some(c.clone());
+                }
+                c
+            }
         };
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.ping_cookie = Some(cookie.clone());
+        c.pinged = true;
         c.last_ping = now;
         let from = self.cfg.own_id.clone();
         self.send(conn, &Packet::Ping { from, cookie });
     }
 
-    /// Sends `pong` for the buddy's latest ping on our outgoing connection, once per connection.
-    pub(crate) fn maybe_pong(&mut self, id: &OnionId) {
+    /// The cookie of the newest ping from `id` on a connection that is still open.
+    pub(crate) fn newest_cookie(&self, id: &OnionId) -> Option<Vec<u8>> {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.dir, Dir::In) && c.claimed.as_ref() == Some(id))
+            .filter_map(|c| c.cookie.as_ref())
+            .max_by_key(|(_, seq)| *seq)
+            .map(|(cookie, _)| cookie.clone())
+    }
+
+    /// Makes sure the buddy's newest ping is answered with a `pong` on our outgoing connection
+    /// (INTEROP-NOTES pitfall 7). `repeat` is the cookie of a ping the peer just repeated.
+    ///
+    /// - Our connection has not ponged yet: pong the newest cookie on it.
+    /// - It ponged that very cookie: pong again only if the peer repeated its ping (jtorchat
+    ///   and Python TorChat repeat it until they accept a pong; ruby-torchat never repeats, and
+    ///   drops a link on a second pong).
+    /// - It ponged an older cookie (the peer opened another connection with a new cookie): a
+    ///   fresh connection carries ping + pong for the new one. While a session is up, that is
+    ///   a spare connection beside it, so a forged ping cannot break the session.
+    pub(crate) fn answer_pings(&mut self, id: &OnionId, repeat: Option<&[u8]>, now: Timestamp) {
+        let Some(newest) = self.newest_cookie(id) else {
+            return;
+        };
         let Some(b) = self.buddies.get(id) else {
             return;
         };
-        let (Some(out), Some(cookie)) = (b.out, b.peer_cookie.clone()) else {
+        let session_up = b.inc.is_some();
+        // Where the answer goes: the spare if there is one (it exists for a new cookie while
+        // the session is up), else our session's outgoing connection.
+        let target = if session_up { b.spare } else { b.out };
+        let Some(target) = target else {
+            if session_up {
+                // A session is up and a new cookie came: only a spare connection answers it.
+                if repeat.is_none() && self.session_ponged(id).is_some_and(|c| c != newest) {
+                    self.open_spare(id, now);
+                } else if repeat.is_some() {
+                    self.repong(id, repeat, &newest, now);
+                }
+            } else {
+                self.ensure_outgoing(id, now);
+            }
             return;
         };
-        let Some(c) = self.conns.get_mut(&out) else {
+        let Some(c) = self.conns.get(&target) else {
             return;
         };
-        if !c.established || c.ping_cookie.is_none() || c.pong_sent {
+        if !c.established || !c.pinged {
+            return; // answered when it is established
+        }
+        match c.ponged.clone() {
+            None => self.pong(target, id, newest, now),
+            Some((done, _)) if done == newest => {
+                if repeat == Some(&newest[..]) {
+                    self.pong(target, id, newest, now);
+                }
+            }
+            Some(_) => {
+                // Answered an older cookie on this connection: answer the new one on a fresh
+                // connection.
+                self.close_conn_quietly(target);
+                if session_up {
+                    if let Some(b) = self.buddies.get_mut(id) {
+                        b.spare = None;
+                    }
+                    self.open_spare(id, now);
+                } else {
+                    if let Some(b) = self.buddies.get_mut(id) {
+                        b.out = None;
+                    }
+                    self.ensure_outgoing(id, now);
+                }
+            }
+        }
+    }
+
+    /// The cookie our session's outgoing connection answered, if any.
+    fn session_ponged(&self, id: &OnionId) -> Option<Vec<u8>> {
+        let out = self.buddies.get(id)?.out?;
+        self.conns
+            .get(&out)?
+            .ponged
+            .as_ref()
+            .map(|(c, _)| c.clone())
+    }
+
+    /// A repeated ping while the session is up: the peer did not take our pong (jtorchat keeps
+    /// repeating it otherwise). Answer again on the session's connection if it is the cookie we
+    /// answered there.
+    fn repong(&mut self, id: &OnionId, repeat: Option<&[u8]>, newest: &[u8], now: Timestamp) {
+        let Some(out) = self.buddies.get(id).and_then(|b| b.out) else {
+            return;
+        };
+        let answered = self
+            .conns
+            .get(&out)
+            .and_then(|c| c.ponged.as_ref())
+            .is_some_and(|(c, _)| Some(&c[..]) == repeat && c == newest);
+        if answered {
+            self.pong(out, id, newest.to_vec(), now);
+        }
+    }
+
+    /// Sends `pong <cookie>` on `conn` (rate-limited for repeats), then the info packets if
+    /// the session is authenticated.
+    fn pong(&mut self, conn: ConnId, id: &OnionId, cookie: Vec<u8>, now: Timestamp) {
+        let min = self.cfg.repong_interval;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some((prev, at)) = &c.ponged {
+            if *prev == cookie && now < *at + min {
+                return;
+            }
+            self.stats.repeated_pongs += 1;
+        }
+        c.ponged = Some((cookie.clone(), now));
+        self.send(conn, &Packet::Pong { cookie });
+        self.maybe_send_info(id);
+    }
+
+    /// Opens a spare outgoing connection beside a running session (one at a time).
+    fn open_spare(&mut self, id: &OnionId, now: Timestamp) {
+        if self.buddies.get(id).is_none_or(|b| b.spare.is_some()) {
             return;
         }
-        c.pong_sent = true;
-        self.send(out, &Packet::Pong { cookie });
-        self.maybe_send_info(id);
+        if let Some(conn) = self.open_outgoing(id, now) {
+            if let Some(b) = self.buddies.get_mut(id) {
+                b.spare = Some(conn);
+            }
+        }
+    }
+
+    /// Closes a connection we hold without ending the session it belonged to.
+    pub(crate) fn close_conn_quietly(&mut self, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            self.out.push_back(crate::types::Output::Close { conn });
+        }
     }
 
     /// A `ping` on an incoming connection.
@@ -63,20 +190,29 @@ impl Node {
         {
             return self.refuse_ping(conn, None, "ping from a blocked id", now);
         }
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        match &c.claimed {
+        let repeat = match &c.claimed {
             Some(prev) if *prev != from => {
                 let prev = prev.clone();
                 return self.refuse_ping(conn, Some(prev), "ping with a second id", now);
             }
-            Some(_) => {
-                // A repeated ping on the same connection (Python TorChat does this). Our pong
-                // for this connection pair has gone out or will; nothing else to do.
-                return;
+            Some(_) => c.cookie.as_ref().is_some_and(|(old, _)| *old == cookie),
+            None => false,
+        };
+        if c.claimed.is_none() {
+            // Room for it among the connections naming the same id?
+            let same = self
+                .conns
+                .values()
+                .filter(|o| o.unauthenticated_incoming() && o.claimed.as_ref() == Some(&from))
+                .count();
+            if same >= self.cfg.max_unauthenticated_per_id {
+                if let Some(v) = self.eviction_victim(Some(&from)) {
+                    self.evict(v, now);
+                }
             }
-            None => c.claimed = Some(from.clone()),
         }
         if !self.buddies.contains_key(&from) {
             let temps = self
@@ -94,30 +230,34 @@ impl Node {
                 kind: Some(BuddyKind::Temporary),
             });
         }
+        self.ping_seq += 1;
+        let seq = self.ping_seq;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.claimed = Some(from.clone());
+        if !repeat {
+            c.cookie = Some((cookie.clone(), seq));
+        }
         let Some(b) = self.buddies.get_mut(&from) else {
             return;
         };
-        if b.inc.is_some() {
-            // Already connected: keep the good connection. This one stays unauthenticated
-            // unless a valid pong arrives on it (then it replaces the old one).
-            return;
+        let session_up = b.inc.is_some();
+        if !session_up {
+            // A valid ping means the buddy is up: connect now, whatever the backoff said.
+            b.failures = 0;
+            b.next_connect = None;
         }
-        // A valid ping means the buddy is up: reconnect now, whatever the backoff said.
-        b.failures = 0;
-        b.next_connect = None;
-        let changed = b.peer_cookie.as_ref() != Some(&cookie);
-        b.peer_cookie = Some(cookie);
         let out = b.out;
         if let Some(out) = out {
-            let stale = self.conns.get(&out).is_some_and(|c| c.pong_sent);
-            if stale && changed {
-                // We already answered an earlier ping on this connection; a new cookie means a
-                // new session on its side, which only a fresh connection can answer.
-                self.close_conn(out, now);
+            if let Some(o) = self.conns.get_mut(&out) {
+                if o.established && o.both_up_at.is_none() {
+                    o.both_up_at = Some(now);
+                }
             }
         }
-        self.ensure_outgoing(&from, now);
-        self.maybe_pong(&from);
+        self.answer_pings(&from, repeat.then_some(&cookie[..]), now);
+        self.update_presence(&from);
     }
 
     fn refuse_ping(
@@ -146,15 +286,17 @@ impl Node {
             self.stats.ignored_pongs += 1;
             return;
         }
-        // The cookie must be the one we sent, on our outgoing connection, to the id this
-        // connection's ping named: only whoever receives connections for that onion id has it.
-        let expected = self
-            .buddies
-            .get(&id)
-            .and_then(|b| b.out)
-            .and_then(|o| self.conns.get(&o))
-            .and_then(|o| o.ping_cookie.clone());
-        if expected.as_deref() != Some(&cookie[..]) {
+        // The cookie must be the one we ping this id with (on one of our outgoing
+        // connections, which only whoever receives connections for that onion id can read),
+        // and this connection's ping must have named that id.
+        let b = self.buddies.get(&id);
+        let pinged = b
+            .into_iter()
+            .flat_map(|b| [b.out, b.spare])
+            .flatten()
+            .any(|o| self.conns.get(&o).is_some_and(|o| o.pinged));
+        let expected = b.and_then(|b| b.cookie.clone());
+        if !pinged || expected.as_deref() != Some(&cookie[..]) {
             self.stats.ignored_pongs += 1;
             return;
         }
@@ -169,14 +311,29 @@ impl Node {
         };
         let old = b.inc.replace(conn);
         b.failures = 0;
+        b.stalls = 0;
+        b.next_connect = None;
+        b.last_seen = Some(now);
         if let Some(old) = old {
             // A proven new connection replaces the old one (Python TorChat does the same).
-            if self.conns.remove(&old).is_some() {
-                self.out
-                    .push_back(crate::types::Output::Close { conn: old });
+            self.close_conn_quietly(old);
+            // If we opened a spare for its new cookie, that one is our connection now: the
+            // buddy starts a new session (it restarted), so it is online again only after its
+            // next status.
+            if let Some(b) = self.buddies.get_mut(&id) {
+                if let Some(spare) = b.spare.take() {
+                    let old_out = b.out.replace(spare);
+                    b.online = false;
+                    if let Some(o) = old_out {
+                        self.close_conn_quietly(o);
+                    }
+                }
             }
         }
-        self.maybe_pong(&id);
+        if self.buddies.get(&id).is_some_and(|b| b.out.is_none()) {
+            self.ensure_outgoing(&id, now);
+        }
+        self.answer_pings(&id, None, now);
         self.maybe_send_info(&id);
         self.update_presence(&id);
     }
@@ -197,7 +354,7 @@ impl Node {
         let Some(c) = self.conns.get_mut(&out) else {
             return;
         };
-        if c.info_sent || !c.pong_sent {
+        if c.info_sent || c.ponged.is_none() {
             return;
         }
         c.info_sent = true;

@@ -68,6 +68,6 @@ pub use session::DELAYED_PREFIX;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
-    BuddyKind, CommandError, ConnId, Delivery, Event, GroupState, GroupView, MemberChange, MsgId,
-    OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
+    BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, GroupState, GroupView,
+    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
 };

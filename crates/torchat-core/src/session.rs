@@ -100,6 +100,8 @@ impl Node {
         }
         let first = !b.online;
         b.online = true;
+        b.last_seen = Some(now);
+        b.stalls = 0;
         self.update_presence(id);
         if first {
             self.flush_queue(id, now);
@@ -209,6 +211,6 @@ impl Node {
     /// jtorchat's `disconnect`: it is going away; close and let the backoff reconnect.
     fn disconnect_and_retry(&mut self, id: &OnionId, now: Timestamp) {
         self.disconnect_buddy(id, now);
-        self.after_session_end(id, now);
+        self.after_session_end(id, Some(crate::node::SessionEnd::Dropped), now);
     }
 }

@@ -17,6 +17,22 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// Why an outgoing connection could not be established, as far as the transport can tell.
+/// It decides how soon the core tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectError {
+    /// The peer's side answered and refused (nothing listens on its TorChat port: its
+    /// program is down or restarting). Retried soon.
+    Refused,
+    /// The peer's onion service cannot be reached now (no descriptor, introduction or
+    /// rendezvous failed, host unreachable): it is probably offline.
+    Unreachable,
+    /// The connection attempt took too long.
+    TimedOut,
+    /// Anything else (local errors, a transport that is not ready).
+    Other,
+}
+
 /// A message id: 16 random bytes, unique for every message we create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId(pub [u8; 16]);

@@ -32,6 +32,18 @@ enum Input {
     Data(ConnId, Vec<u8>),
     Closed(ConnId),
     Connected(ConnId, BoxStream),
+    ConnectFailed(ConnId, torchat_core::ConnectError),
+}
+
+/// What a transport error says about the peer, in the core's terms.
+fn connect_error(e: &torchat_tor::Error) -> torchat_core::ConnectError {
+    use torchat_core::ConnectError as C;
+    match e.failure() {
+        torchat_tor::Failure::Refused => C::Refused,
+        torchat_tor::Failure::Unreachable => C::Unreachable,
+        torchat_tor::Failure::TimedOut => C::TimedOut,
+        torchat_tor::Failure::Other => C::Other,
+    }
 }
 
 /// A control request with its reply channel.
@@ -175,6 +187,8 @@ impl Actor {
             }
             TransportEvent::Ready { id } => {
                 tracing::info!(id = %self.who(&id), "onion service ready");
+                // The network is usable (again): buddies we gave up on for now are tried soon.
+                self.core.network_up(now());
                 self.tor.ready = true;
                 self.tor.percent = 100;
                 self.tor.problem = None;
@@ -215,6 +229,11 @@ impl Actor {
                 if self.pending_connects.remove(&conn).is_some() {
                     self.spawn_conn(conn, stream);
                     self.core.handle_connected(conn, now());
+                }
+            }
+            Input::ConnectFailed(conn, why) => {
+                if self.pending_connects.remove(&conn).is_some() {
+                    self.core.handle_connect_failed(conn, why, now());
                 }
             }
         }
@@ -318,8 +337,9 @@ impl Actor {
                     let _ = tx.send(Input::Connected(conn, stream)).await;
                 }
                 Err(e) => {
-                    tracing::debug!(%conn, error = %e, "connect failed");
-                    let _ = tx.send(Input::Closed(conn)).await;
+                    let why = connect_error(&e);
+                    tracing::debug!(%conn, error = %e, ?why, "connect failed");
+                    let _ = tx.send(Input::ConnectFailed(conn, why)).await;
                 }
             }
         });

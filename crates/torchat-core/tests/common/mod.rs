@@ -70,6 +70,11 @@ enum Msg {
         to: usize,
         conn: ConnId,
     },
+    Failed {
+        to: usize,
+        conn: ConnId,
+        why: torchat_core::ConnectError,
+    },
 }
 
 pub struct Net {
@@ -82,6 +87,11 @@ pub struct Net {
     pub down: BTreeSet<(usize, usize)>,
     /// Pairs whose traffic silently vanishes (no close), e.g. a dead Tor circuit.
     pub blackhole: BTreeSet<(usize, usize)>,
+    /// (from, to): connects from `from` to `to` are refused while present (`to` is not
+    /// listening, e.g. its program is restarting).
+    pub refuse: BTreeSet<(usize, usize)>,
+    /// (from, to): the next connect from `from` to `to` is refused, once.
+    pub refuse_once: BTreeSet<(usize, usize)>,
     pub wire: Vec<Wire>,
     /// (node, conn) -> the node at the other end, kept after the connection is gone.
     conn_target: BTreeMap<(usize, u32, ConnId), usize>,
@@ -108,6 +118,8 @@ impl Net {
             queue: VecDeque::new(),
             down: BTreeSet::new(),
             blackhole: BTreeSet::new(),
+            refuse: BTreeSet::new(),
+            refuse_once: BTreeSet::new(),
             wire: vec![],
             conn_target: BTreeMap::new(),
         }
@@ -221,7 +233,15 @@ impl Net {
                 if let Some(j) = target {
                     self.conn_target.insert((i, self.gens[i], conn), j);
                 }
+                let refused = target.is_some_and(|j| {
+                    self.refuse.contains(&(i, j)) || self.refuse_once.remove(&(i, j))
+                });
                 match target {
+                    Some(_) if refused => self.queue.push_back(Msg::Failed {
+                        to: i,
+                        conn,
+                        why: torchat_core::ConnectError::Refused,
+                    }),
                     Some(j) if !self.down.contains(&Self::pair(i, j)) => {
                         let now = self.now;
                         match self.peers[j].node.accept(now) {
@@ -234,7 +254,11 @@ impl Net {
                             None => self.queue.push_back(Msg::Closed { to: i, conn }),
                         }
                     }
-                    _ => self.queue.push_back(Msg::Closed { to: i, conn }),
+                    _ => self.queue.push_back(Msg::Failed {
+                        to: i,
+                        conn,
+                        why: torchat_core::ConnectError::Unreachable,
+                    }),
                 }
             }
             Output::Transmit { conn, data } => {
@@ -278,6 +302,9 @@ impl Net {
             Msg::Data { to, conn, data } => self.peers[to].node.handle_data(conn, &data, now),
             Msg::Closed { to, conn } => self.peers[to].node.handle_closed(conn, now),
             Msg::Connected { to, conn } => self.peers[to].node.handle_connected(conn, now),
+            Msg::Failed { to, conn, why } => {
+                self.peers[to].node.handle_connect_failed(conn, why, now)
+            }
         }
     }
 
@@ -342,6 +369,21 @@ impl Net {
 
     pub fn events(&self, i: usize) -> &[Event] {
         &self.peers[i].events
+    }
+
+    /// Advances time in small steps until `i` and `j` see each other online; returns how long
+    /// it took, or `None` after `limit`.
+    pub fn time_until_online(&mut self, i: usize, j: usize, limit: Duration) -> Option<Duration> {
+        let start = self.now;
+        loop {
+            if self.online(i, j) && self.online(j, i) {
+                return Some(self.now.since(start));
+            }
+            if self.now.since(start) >= limit {
+                return None;
+            }
+            self.advance(Duration::from_millis(100));
+        }
     }
 
     pub fn online(&self, i: usize, j: usize) -> bool {
