@@ -10,19 +10,12 @@ use crate::time::Timestamp;
 use crate::types::{BuddyKind, ConnId, Event};
 
 impl Node {
-    /// Sends (or re-sends) our ping on an established outgoing connection, with the buddy's
-    /// cookie (made once per buddy, the same on every connection to it).
+    /// Sends (or re-sends) our ping on an established outgoing connection, with the cookie
+    /// for that buddy ([`Node::cookie_for`]: the same on every connection to it while we run,
+    /// as Python TorChat does, so a pong for it authenticates whichever of our connections
+    /// carried the ping).
     pub(crate) fn send_ping(&mut self, conn: ConnId, to: &OnionId, now: Timestamp) {
-        let cookie = match self.buddies.get(to).and_then(|b| b.cookie.clone()) {
-            Some(c) => c,
-            None => {
-                let c = self.new_cookie();
-                if let Some(b) = self.buddies.get_mut(to) {
-                    b.cookie = Some(c.clone());
-                }
-                c
-            }
-        };
+        let cookie = self.cookie_for(to);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -43,12 +36,12 @@ impl Node {
     }
 
     /// Makes sure the buddy's newest ping is answered with a `pong` on our outgoing connection
-    /// (INTEROP-NOTES pitfall 7). `repeat` is the cookie of a ping the peer just repeated.
+    /// (INTEROP-NOTES pitfall 7). `repeat` is the cookie of a ping that just arrived.
     ///
     /// - Our connection has not ponged yet: pong the newest cookie on it.
-    /// - It ponged that very cookie: pong again only if the peer repeated its ping (jtorchat
-    ///   and Python TorChat repeat it until they accept a pong; ruby-torchat never repeats, and
-    ///   drops a link on a second pong).
+    /// - It ponged that very cookie: pong again only if a ping with it just arrived (jtorchat
+    ///   and Python TorChat repeat it until they accept a pong, or reconnect with the same
+    ///   cookie; ruby-torchat never sends a cookie twice, and drops a link on a second pong).
     /// - It ponged an older cookie (the peer opened another connection with a new cookie): a
     ///   fresh connection carries ping + pong for the new one. While a session is up, that is
     ///   a spare connection beside it, so a forged ping cannot break the session.
@@ -60,22 +53,13 @@ impl Node {
             return;
         };
         let session_up = b.inc.is_some();
-        // Where the answer goes: the spare if there is one (it exists for a new cookie while
-        // the session is up), else our session's outgoing connection.
-        let target = if session_up { b.spare } else { b.out };
-        let Some(target) = target else {
-            if session_up {
-                // A session is up and a new cookie came: only a spare connection answers it.
-                if repeat.is_none() && self.session_ponged(id).is_some_and(|c| c != newest) {
-                    self.open_spare(id, now);
-                } else if repeat.is_some() {
-                    self.repong(id, repeat, &newest, now);
-                }
-            } else {
-                self.ensure_outgoing(id, now);
-            }
+        // Where the answer goes: a spare if there is one (it exists for a new cookie while the
+        // session is up), else our session's outgoing connection.
+        let Some(target) = b.spare.or(b.out) else {
+            self.ensure_outgoing(id, now);
             return;
         };
+        let is_spare = b.spare == Some(target);
         let Some(c) = self.conns.get(&target) else {
             return;
         };
@@ -89,49 +73,29 @@ impl Node {
                     self.pong(target, id, newest, now);
                 }
             }
+            Some(_) if session_up && !is_spare => {
+                // The session's connection answered an older cookie: a spare beside the
+                // session answers the new one (a forged ping then costs a connection, not the
+                // session).
+                self.open_spare(id, now);
+            }
             Some(_) => {
                 // Answered an older cookie on this connection: answer the new one on a fresh
                 // connection.
                 self.close_conn_quietly(target);
-                if session_up {
-                    if let Some(b) = self.buddies.get_mut(id) {
+                if let Some(b) = self.buddies.get_mut(id) {
+                    if is_spare {
                         b.spare = None;
-                    }
-                    self.open_spare(id, now);
-                } else {
-                    if let Some(b) = self.buddies.get_mut(id) {
+                    } else {
                         b.out = None;
                     }
+                }
+                if is_spare {
+                    self.open_spare(id, now);
+                } else {
                     self.ensure_outgoing(id, now);
                 }
             }
-        }
-    }
-
-    /// The cookie our session's outgoing connection answered, if any.
-    fn session_ponged(&self, id: &OnionId) -> Option<Vec<u8>> {
-        let out = self.buddies.get(id)?.out?;
-        self.conns
-            .get(&out)?
-            .ponged
-            .as_ref()
-            .map(|(c, _)| c.clone())
-    }
-
-    /// A repeated ping while the session is up: the peer did not take our pong (jtorchat keeps
-    /// repeating it otherwise). Answer again on the session's connection if it is the cookie we
-    /// answered there.
-    fn repong(&mut self, id: &OnionId, repeat: Option<&[u8]>, newest: &[u8], now: Timestamp) {
-        let Some(out) = self.buddies.get(id).and_then(|b| b.out) else {
-            return;
-        };
-        let answered = self
-            .conns
-            .get(&out)
-            .and_then(|c| c.ponged.as_ref())
-            .is_some_and(|(c, _)| Some(&c[..]) == repeat && c == newest);
-        if answered {
-            self.pong(out, id, newest.to_vec(), now);
         }
     }
 
@@ -256,7 +220,10 @@ impl Node {
                 }
             }
         }
-        self.answer_pings(&from, repeat.then_some(&cookie[..]), now);
+        // Every valid ping is answered with a pong for its cookie (at most once a second): a
+        // repeated ping, or the same cookie on a new connection, means the peer did not take
+        // the pong we sent before.
+        self.answer_pings(&from, Some(&cookie[..]), now);
         self.update_presence(&from);
     }
 
@@ -286,17 +253,12 @@ impl Node {
             self.stats.ignored_pongs += 1;
             return;
         }
-        // The cookie must be the one we ping this id with (on one of our outgoing
-        // connections, which only whoever receives connections for that onion id can read),
-        // and this connection's ping must have named that id.
-        let b = self.buddies.get(&id);
-        let pinged = b
-            .into_iter()
-            .flat_map(|b| [b.out, b.spare])
-            .flatten()
-            .any(|o| self.conns.get(&o).is_some_and(|o| o.pinged));
-        let expected = b.and_then(|b| b.cookie.clone());
-        if !pinged || expected.as_deref() != Some(&cookie[..]) {
+        // The cookie must be the one we ping this id with: derived from our secret and the id,
+        // it only ever goes out on our outgoing connections to that onion id, so only whoever
+        // receives connections for the id can know it (even if that connection of ours has
+        // closed since: Python TorChat pongs once per connection, and pongs the last cookie it
+        // saw when it reconnects) — and this connection's ping must have named that id.
+        if !self.buddies.contains_key(&id) || cookie != self.cookie_for(&id) {
             self.stats.ignored_pongs += 1;
             return;
         }
@@ -336,6 +298,14 @@ impl Node {
         self.answer_pings(&id, None, now);
         self.maybe_send_info(&id);
         self.update_presence(&id);
+        // It said it was online before we could believe it: now we can.
+        let early = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.early_status.take());
+        if let Some(status) = early {
+            self.handle_session_packet(&id, Packet::Status(status), now);
+        }
     }
 
     /// After the handshake: `client`, `version`, `supports`, profile, `add_me` (permanent
@@ -384,6 +354,20 @@ impl Node {
 
     /// A line other than ping/pong on an incoming connection that is not authenticated:
     /// dropped, never acted on; too many and the connection is closed.
+    /// A packet other than ping/pong on an incoming connection that is not authenticated: not
+    /// acted on; a `status` is remembered (and applied if the connection authenticates), the
+    /// rest dropped; too many and the connection is closed.
+    pub(crate) fn before_auth(&mut self, conn: ConnId, p: Packet, now: Timestamp) {
+        if let Packet::Status(s) = p {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if c.claimed.is_some() {
+                    c.early_status = Some(s);
+                }
+            }
+        }
+        self.junk_before_auth(conn, now);
+    }
+
     pub(crate) fn junk_before_auth(&mut self, conn: ConnId, now: Timestamp) {
         self.stats.unauthenticated_lines += 1;
         let max = self.cfg.max_unauthenticated_lines;

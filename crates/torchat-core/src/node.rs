@@ -60,6 +60,10 @@ pub struct Node {
     next_conn: u64,
     /// Counts pings, so that the newest cookie of a peer is known.
     pub(crate) ping_seq: u64,
+    /// Secret from which the cookie of our pings to each peer is derived: the same cookie for
+    /// a peer for as long as we run, even if we forget it in between (Python TorChat pongs
+    /// the last cookie it saw as soon as it reconnects).
+    cookie_secret: [u8; 32],
     pub(crate) stats: Stats,
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
@@ -99,8 +103,11 @@ pub struct BuddyView {
 
 impl Node {
     /// A node for `cfg`, drawing cookies and ids from `rng` (seed it in tests).
-    pub fn new(cfg: Config, rng: Box<dyn RngCore + Send>) -> Self {
+    pub fn new(cfg: Config, mut rng: Box<dyn RngCore + Send>) -> Self {
+        let mut cookie_secret = [0u8; 32];
+        rng.fill_bytes(&mut cookie_secret);
         Node {
+            cookie_secret,
             cfg,
             rng,
             conns: BTreeMap::new(),
@@ -344,7 +351,7 @@ impl Node {
                             let id = id.clone();
                             self.handle_session_packet(&id, other, now);
                         }
-                        _ => self.junk_before_auth(conn, now),
+                        _ => self.before_auth(conn, other, now),
                     }
                 }
             },
@@ -580,11 +587,16 @@ impl Node {
         MsgId(b)
     }
 
-    /// A fresh cookie: 32 random bytes as 64 lower-case hex characters (printable, no spaces).
-    pub(crate) fn new_cookie(&mut self) -> Vec<u8> {
-        let mut b = [0u8; 32];
-        self.rng.fill_bytes(&mut b);
-        b.iter()
+    /// The cookie of our pings to `id`: SHA-256 of a per-run secret and the id, as 64
+    /// lower-case hex characters (printable, no spaces, unguessable without the secret).
+    pub(crate) fn cookie_for(&self, id: &OnionId) -> Vec<u8> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"torchat ping cookie v1\0");
+        h.update(self.cookie_secret);
+        h.update(id.as_bytes());
+        h.finalize()
+            .iter()
             .flat_map(|x| format!("{x:02x}").into_bytes())
             .collect()
     }
@@ -687,10 +699,12 @@ impl Node {
                 self.out.push_back(Output::Close { conn: o });
             }
         }
-        let how = if was_up {
-            SessionEnd::Dropped
-        } else {
-            SessionEnd::Failed(failure.unwrap_or(ConnectError::Other))
+        let how = match failure {
+            _ if was_up => SessionEnd::Dropped,
+            Some(why) => SessionEnd::Failed(why),
+            // It was established (the peer's side answered) and closed before the
+            // handshake finished: the peer is there; retry as soon as after a refusal.
+            None => SessionEnd::Failed(ConnectError::Refused),
         };
         self.after_session_end(&id, Some(how), now);
     }
@@ -706,7 +720,8 @@ impl Node {
         let Some(b) = self.buddies.get(id) else {
             return;
         };
-        if b.wanted() {
+        // A stranger whose ping waits for our pong is worth a connection too.
+        if b.wanted() || (b.kind != BuddyKind::Blocked && self.has_claims(id)) {
             if let Some(how) = how {
                 let delay = self.reconnect_delay(id, how, now);
                 if let Some(b) = self.buddies.get_mut(id) {
@@ -865,12 +880,6 @@ impl Node {
                     }
                     return None;
                 }
-            }
-        }
-        if self.buddies.get(id).is_some_and(|b| b.cookie.is_none()) {
-            let cookie = self.new_cookie();
-            if let Some(b) = self.buddies.get_mut(id) {
-                b.cookie = Some(cookie);
             }
         }
         let conn = self.alloc_conn();

@@ -52,6 +52,10 @@ pub(crate) struct Conn {
     pub authenticated_at: Timestamp,
     /// Incoming: lines we dropped before authentication.
     pub junk_lines: u32,
+    /// Incoming: the latest `status` that arrived before the connection was authenticated
+    /// (a peer that took our pong already says it is online; acted on only once the pong
+    /// authenticates the connection it came on).
+    pub early_status: Option<torchat_wire::Status>,
     /// Last time anything arrived.
     pub last_rx: Timestamp,
 }
@@ -76,6 +80,7 @@ impl Conn {
             authenticated: false,
             authenticated_at: now,
             junk_lines: 0,
+            early_status: None,
             last_rx: now,
         }
     }
@@ -105,10 +110,6 @@ pub(crate) struct Buddy {
     pub spare: Option<ConnId>,
     /// Its authenticated incoming connection.
     pub inc: Option<ConnId>,
-    /// The cookie of our pings to this buddy, the same on every connection to it while we
-    /// run (as Python TorChat does): a pong for it proves the sender receives what is sent to
-    /// the buddy's onion id, whichever of our connections carried the ping.
-    pub cookie: Option<Vec<u8>>,
     /// First `status` received since authentication.
     pub online: bool,
     pub status: Status,
@@ -138,7 +139,6 @@ impl Buddy {
             out: None,
             spare: None,
             inc: None,
-            cookie: None,
             online: false,
             status: Status::Available,
             info: PeerInfo::default(),

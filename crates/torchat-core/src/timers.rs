@@ -73,9 +73,10 @@ impl Node {
             .map(|(id, _)| id.clone())
             .collect();
         for id in reconnect {
+            let claims = self.has_claims(&id);
             if let Some(b) = self.buddies.get_mut(&id) {
                 b.next_connect = None;
-                if !b.wanted() {
+                if !b.wanted() && !claims {
                     continue;
                 }
             }
