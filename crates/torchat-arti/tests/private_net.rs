@@ -639,3 +639,174 @@ fn across_time_period_boundary() {
     drop(rt);
     drop(dirs);
 }
+
+/// One probe of the boundary benchmark.
+struct Probe {
+    /// Seconds from the nearest time-period boundary (negative: before it).
+    offset: f64,
+    ok: bool,
+    what: String,
+}
+
+/// Unix time in seconds (f64).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The onion-service time-period boundaries of a test network with voting interval `v`
+/// seconds, as C tor computes them: periods of 24 v, offset by 12 v (the shared-random phase),
+/// counted in whole minutes since the epoch.
+fn boundaries_after(t: f64, v: u64, n: usize) -> Vec<f64> {
+    let period_min = 24 * v / 60;
+    let offset_min = 12 * v / 60;
+    let mut m = (t / 60.0) as u64 + 1;
+    let mut out = vec![];
+    while out.len() < n {
+        if (m - offset_min) % period_min == 0 {
+            out.push((m * 60) as f64);
+        }
+        m += 1;
+    }
+    out
+}
+
+/// Hosts a service with our Arti transport on a private network (15 s voting, 6-min time
+/// periods) and probes it every 10 s from a C tor client whose descriptor cache is dropped
+/// before each probe (`SIGNAL NEWNYM`), one attempt each, until `boundaries` boundaries have
+/// passed (plus 90 s). Returns every probe.
+async fn probe_across_boundaries(boundaries: usize, republish: bool) -> Vec<Probe> {
+    let net = Network::start_temp(&Options {
+        clients: 1,
+        voting_interval: Some(15),
+    });
+    let v = net.voting_interval();
+    let mut cfg = ArtiConfig::from_private_tor_net(&net.dir).unwrap();
+    cfg.republish = republish;
+    cfg.reachability_check_secs = 0;
+    let (node, _, _) = Node::start("arti", &cfg, seed(0x42), None).await;
+    let arti = node.arti.clone();
+    let Node { events, data, .. } = node;
+    serve_echo("arti", events);
+    let mut control = Control::open(net.client_json(0)).await;
+    let socks = net.client_json(0)["socks_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = format!("{}.onion", arti.id().as_str());
+    let marks = boundaries_after(unix_now(), v, boundaries);
+    let end = marks[boundaries - 1] + 90.0;
+    eprintln!(
+        "probing every 10 s across {boundaries} boundaries (republish {republish}), {:.0} s",
+        end - unix_now()
+    );
+    let mut probes = vec![];
+    while unix_now() < end {
+        let started = Instant::now();
+        let _ = control.command("SIGNAL NEWNYM").await;
+        let at = unix_now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            socks5_connect(&socks, &host, TORCHAT_PORT),
+        )
+        .await;
+        let (ok, what) = match r {
+            Ok(Ok(mut s)) => {
+                let ok = tokio::time::timeout(Duration::from_secs(10), async {
+                    s.write_all(b"probe\n").await.is_ok() && {
+                        let mut b = [0u8; 6];
+                        s.read_exact(&mut b).await.is_ok() && &b == b"probe\n"
+                    }
+                })
+                .await
+                .unwrap_or(false);
+                (ok, "answered".to_string())
+            }
+            Ok(Err(e)) => (false, e),
+            Err(_) => (false, "no answer in 30 s".to_string()),
+        };
+        let nearest = marks
+            .iter()
+            .copied()
+            .min_by(|a, b| (a - at).abs().total_cmp(&(b - at).abs()))
+            .unwrap();
+        eprintln!(
+            "probe at {:+7.1} s from a boundary: {} ({what})",
+            at - nearest,
+            if ok { "ok" } else { "FAILED" }
+        );
+        probes.push(Probe {
+            offset: at - nearest,
+            ok,
+            what,
+        });
+        tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
+    }
+    drop(arti);
+    drop(control);
+    drop(net);
+    drop(data);
+    probes
+}
+
+fn report(name: &str, probes: &[Probe]) -> usize {
+    let failed: Vec<&Probe> = probes.iter().filter(|p| !p.ok).collect();
+    let worst = failed
+        .iter()
+        .map(|p| p.offset)
+        .fold(None::<(f64, f64)>, |acc, o| match acc {
+            None => Some((o, o)),
+            Some((lo, hi)) => Some((lo.min(o), hi.max(o))),
+        });
+    eprintln!(
+        "FIGURE {name}: {} of {} probes answered; failures {}",
+        probes.len() - failed.len(),
+        probes.len(),
+        match worst {
+            None => "none".to_string(),
+            Some((lo, hi)) => format!(
+                "between {lo:+.0} s and {hi:+.0} s of a boundary ({})",
+                failed
+                    .iter()
+                    .map(|p| p.what.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }
+    );
+    failed.len()
+}
+
+/// The benchmark of the issue "links that come back" (fact 5): ≥ 4 time-period boundaries,
+/// probes from a fresh C tor client every 10 s; goal 100 % answered.
+/// `TORCHAT_BOUNDARIES` (default 4), `TORCHAT_ARTI_REPUBLISH=0` to measure without the
+/// workaround. Run with `cargo test --release -p torchat-arti --test private_net
+/// time_period_boundaries -- --ignored --nocapture`.
+#[test]
+#[ignore = "takes 25+ minutes; a benchmark"]
+fn time_period_boundaries() {
+    if !tornet::available("time_period_boundaries") {
+        return;
+    }
+    let n: usize = std::env::var("TORCHAT_BOUNDARIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let republish = std::env::var("TORCHAT_ARTI_REPUBLISH").as_deref() != Ok("0");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let probes = rt.block_on(probe_across_boundaries(n, republish));
+    let name = format!("boundaries n={n} republish={republish}");
+    let failed = report(&name, &probes);
+    drop(rt);
+    if republish {
+        assert_eq!(failed, 0, "probes failed around time-period boundaries");
+    }
+}
