@@ -45,6 +45,7 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
+    pub(crate) files: crate::file::Files,
 }
 
 impl std::fmt::Debug for Node {
@@ -92,6 +93,7 @@ impl Node {
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
+            files: Default::default(),
         }
     }
 
@@ -582,6 +584,7 @@ impl Node {
 
     /// A buddy lost its session: schedule a reconnect or forget a temporary buddy.
     pub(crate) fn after_session_end(&mut self, id: &OnionId, now: Timestamp) {
+        self.files_session_ended(id, now);
         let Some(b) = self.buddies.get(id) else {
             return;
         };
@@ -636,12 +639,13 @@ impl Node {
             self.conns.remove(&c);
             self.out.push_back(Output::Close { conn: c });
         }
-        let _ = now;
+        self.files_session_ended(id, now);
         self.update_presence(id);
     }
 
     /// Disconnects and forgets a buddy.
     pub(crate) fn drop_buddy(&mut self, id: &OnionId, now: Timestamp) {
+        self.files_buddy_removed(id, now);
         self.disconnect_buddy(id, now);
         self.buddies.remove(id);
     }

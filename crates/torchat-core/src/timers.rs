@@ -45,6 +45,9 @@ impl Node {
         if let Some(t) = self.group_timeout() {
             at(t);
         }
+        if let Some(t) = self.file_timeout() {
+            at(t);
+        }
         next
     }
 
@@ -92,6 +95,7 @@ impl Node {
             self.ensure_outgoing(&id, now);
         }
         self.handle_group_timeout(now);
+        self.handle_file_timeout(now);
     }
 
     fn due(&self, id: ConnId, now: Timestamp) -> Due {

@@ -272,6 +272,7 @@ impl Actor {
                     }
                 }
                 Output::Event(e) => self.publish(e),
+                Output::File(_) => {}
             }
         }
         for (conn, data) in writes {
