@@ -569,6 +569,11 @@ impl Node {
         self.files.transfers.insert(r.id, t);
     }
 
+    /// New transfers get ids above `id` (ids of finished transfers the shell still lists).
+    pub fn reserve_file_ids(&mut self, id: u64) {
+        self.files.next_id = self.files.next_id.max(id);
+    }
+
     // ----- queries -----
 
     /// One transfer.
