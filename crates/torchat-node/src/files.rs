@@ -131,6 +131,23 @@ fn numbered(name: &str, n: u32) -> String {
     }
 }
 
+/// The name `numbered` started from: `a (2).txt` → `a.txt`.
+fn unnumbered(name: &str) -> String {
+    let (stem, ext) = match name.rfind('.').filter(|&i| i > 0) {
+        Some(i) => (&name[..i], &name[i..]),
+        None => (name, ""),
+    };
+    if let Some(open) = stem.rfind(" (") {
+        let inner = &stem[open + 2..];
+        if let Some(digits) = inner.strip_suffix(')') {
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return format!("{}{ext}", &stem[..open]);
+            }
+        }
+    }
+    name.to_owned()
+}
+
 fn part_of(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".part");
@@ -524,8 +541,14 @@ impl Files {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
+        // The chosen name first, then the next numbers of the name it was made from.
+        let base = unnumbered(&name);
         for n in 0..10_000 {
-            let candidate = dir.join(numbered(&name, n));
+            let candidate = if n == 0 {
+                path.to_owned()
+            } else {
+                dir.join(numbered(&base, n))
+            };
             // A hard link fails if the name exists: no overwrite, even in a race.
             match std::fs::hard_link(part, &candidate) {
                 Ok(()) => {
@@ -705,6 +728,9 @@ mod tests {
         assert_eq!(numbered("a.txt", 2), "a (2).txt");
         assert_eq!(numbered("noext", 1), "noext (1)");
         assert_eq!(numbered(".hidden", 1), ".hidden (1)");
+        assert_eq!(unnumbered("a (2).txt"), "a.txt");
+        assert_eq!(unnumbered("a (x).txt"), "a (x).txt");
+        assert_eq!(unnumbered("noext (12)"), "noext");
     }
 
     #[test]
