@@ -460,7 +460,11 @@ impl Supervisor {
         loop {
             match self.probe(&mut new.hits).await {
                 Ok(()) => {
-                    tracing::info!(id = self.own.short(), slot = new.slot, "new onion service instance reachable; stopping the old one");
+                    tracing::info!(
+                        id = self.own.short(),
+                        slot = new.slot,
+                        "new onion service instance reachable; stopping the old one"
+                    );
                     break;
                 }
                 Err(why) if Instant::now() >= deadline => {
@@ -837,8 +841,8 @@ fn service_config_slot(own: &OnionId, slot: usize) -> Result<OnionServiceConfig,
         0 => format!("torchat-{}", own.short()),
         _ => format!("torchat-{}-b", own.short()),
     };
-    let nickname = HsNickname::new(name)
-        .map_err(|e| Error::Config(format!("onion service nickname: {e}")))?;
+    let nickname =
+        HsNickname::new(name).map_err(|e| Error::Config(format!("onion service nickname: {e}")))?;
     OnionServiceConfigBuilder::default()
         .nickname(nickname)
         .max_concurrent_streams_per_circuit(MAX_STREAMS_PER_CIRCUIT)

@@ -665,7 +665,7 @@ fn boundaries_after(t: f64, v: u64, n: usize) -> Vec<f64> {
     let mut m = (t / 60.0) as u64 + 1;
     let mut out = vec![];
     while out.len() < n {
-        if (m - offset_min) % period_min == 0 {
+        if (m - offset_min).is_multiple_of(period_min) {
             out.push((m * 60) as f64);
         }
         m += 1;

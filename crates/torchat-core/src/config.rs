@@ -98,6 +98,8 @@ pub struct Config {
     pub max_outbox_bytes: usize,
     /// Messages per group remembered for matching relayed copies and late direct copies.
     pub max_tracked_messages: usize,
+    /// File transfer limits and timings.
+    pub files: crate::file::FileConfig,
 }
 
 impl Config {
@@ -142,6 +144,7 @@ impl Config {
             max_outbox_per_member: 1000,
             max_outbox_bytes: 32 * 1024 * 1024,
             max_tracked_messages: 2000,
+            files: crate::file::FileConfig::default(),
         }
     }
 }

@@ -289,6 +289,7 @@ impl Node {
                     if let Some(o) = old_out {
                         self.close_conn_quietly(o);
                     }
+                    self.files_session_ended(&id, now);
                 }
             }
         }
@@ -349,7 +350,11 @@ impl Node {
 
     /// Extensions we announce in `supports`.
     pub(crate) fn supported_extensions(&self) -> Vec<String> {
-        vec!["groupchat".to_owned(), crate::group::SIGNED_EXT.to_owned()]
+        vec![
+            "groupchat".to_owned(),
+            crate::group::SIGNED_EXT.to_owned(),
+            crate::file::FILE_RESUME_EXT.to_owned(),
+        ]
     }
 
     /// A line other than ping/pong on an incoming connection that is not authenticated:
@@ -386,7 +391,7 @@ impl Node {
     }
 
     /// A packet on one of our outgoing connections. Peers only send file-transfer packets
-    /// back this way; everything else is ignored (as Python TorChat does).
+    /// back this way (handled in `file`); everything else is ignored (as Python TorChat does).
     pub(crate) fn handle_on_outgoing(
         &mut self,
         conn: ConnId,
@@ -395,19 +400,9 @@ impl Node {
         now: Timestamp,
     ) {
         let authenticated = self.buddies.get(to).is_some_and(|b| b.inc.is_some());
-        let _ = (conn, now);
-        match p {
-            Packet::Filename { id, name, .. } if authenticated => {
-                // File transfer is not supported: tell the sender to stop, tell the user.
-                if let Some(out) = self.ready_out(to) {
-                    self.send(out, &Packet::FileStopSending { id });
-                }
-                self.event(Event::FileDeclined {
-                    from: to.clone(),
-                    name,
-                });
-            }
-            _ => {}
+        let _ = conn;
+        if authenticated && crate::file::is_file_packet(&p) {
+            self.handle_file_packet(to, p, now);
         }
     }
 }

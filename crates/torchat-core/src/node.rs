@@ -68,6 +68,7 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
+    pub(crate) files: crate::file::Files,
 }
 
 impl std::fmt::Debug for Node {
@@ -119,6 +120,7 @@ impl Node {
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
+            files: Default::default(),
         }
     }
 
@@ -717,6 +719,7 @@ impl Node {
         how: Option<SessionEnd>,
         now: Timestamp,
     ) {
+        self.files_session_ended(id, now);
         let Some(b) = self.buddies.get(id) else {
             return;
         };
@@ -827,12 +830,13 @@ impl Node {
             self.conns.remove(&c);
             self.out.push_back(Output::Close { conn: c });
         }
-        let _ = now;
+        self.files_session_ended(id, now);
         self.update_presence(id);
     }
 
     /// Disconnects and forgets a buddy.
     pub(crate) fn drop_buddy(&mut self, id: &OnionId, now: Timestamp) {
+        self.files_buddy_removed(id, now);
         self.disconnect_buddy(id, now);
         self.buddies.remove(id);
     }

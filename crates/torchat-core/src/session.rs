@@ -36,19 +36,15 @@ impl Node {
             | Packet::TypingThinking(_)
             | Packet::TypingStop(_)
             | Packet::LatencyPong(_)
-            | Packet::BroadcastMessage(_)
-            | Packet::FiledataOk { .. }
-            | Packet::FiledataError { .. }
-            | Packet::FileStopSending { .. }
-            | Packet::FileStopReceiving { .. } => {}
+            | Packet::BroadcastMessage(_) => {}
             Packet::NotImplemented(what) => self.on_not_implemented(id, what.as_deref(), now),
             Packet::LatencyPing(token) => {
                 if let Some(out) = self.ready_out(id) {
                     self.send(out, &Packet::LatencyPong(token));
                 }
             }
-            // File data belongs on our outgoing connection; on this one it is out of place.
-            Packet::Filename { .. } | Packet::Filedata { .. } => {}
+            // Real clients send file packets on both connections (Python TorChat accepts both).
+            p if crate::file::is_file_packet(&p) => self.handle_file_packet(id, p, now),
             // Handled before we get here.
             Packet::Ping { .. } | Packet::Pong { .. } => {}
             p @ (Packet::GroupInvite { .. }
@@ -106,6 +102,7 @@ impl Node {
         if first {
             self.flush_queue(id, now);
             self.on_buddy_online(id, now);
+            self.files_buddy_online(id, now);
         }
     }
 

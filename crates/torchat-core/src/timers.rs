@@ -34,6 +34,9 @@ impl Node {
         if let Some(t) = self.group_timeout() {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
+        if let Some(t) = self.file_timeout() {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         next
     }
 
@@ -83,6 +86,7 @@ impl Node {
             self.ensure_outgoing(&id, now);
         }
         self.handle_group_timeout(now);
+        self.handle_file_timeout(now);
     }
 
     /// The handshake timeout that applies after `stalls` restarts without success.
@@ -177,6 +181,7 @@ impl Node {
             id: Some(to.clone()),
             what: "handshake did not finish in time; starting over",
         });
+        self.files_session_ended(&to, now);
         if self.buddies.get(&to).is_some_and(|b| b.wanted()) || self.has_claims(&to) {
             self.ensure_outgoing(&to, now);
         } else {

@@ -282,7 +282,7 @@ fn incoming_connections_must_ping_in_time_and_a_full_table_evicts_the_idlest() {
 }
 
 #[test]
-fn file_offers_are_declined_on_the_right_connection() {
+fn file_offers_are_offered_to_the_user_and_declined_on_the_right_connection() {
     let mut s = Script::new("us");
     let p = id("peer");
     let (inc, out) = peer_pings(&mut s, &p, "a");
@@ -291,13 +291,21 @@ fn file_offers_are_declined_on_the_right_connection() {
     s.feed(inc, b"status available");
     // The sender writes file packets on the connection WE opened.
     s.feed(out, b"filename 123 10 8192 notes.txt");
+    let file = s
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::FileOffer { file, name, .. } if name == b"notes.txt" => Some(*file),
+            _ => None,
+        })
+        .expect("the offer is shown");
+    // Declining answers on our own connection, never on the peer's.
+    let now = s.now;
+    s.node.cancel_file(file, now).unwrap();
+    s.drain();
     assert!(s
         .sent_on(out)
         .contains(&Packet::FileStopSending { id: "123".into() }));
-    assert!(s
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::FileDeclined { name, .. } if name == b"notes.txt")));
     assert!(!s.wrote_on(inc));
 }
 
@@ -311,17 +319,13 @@ fn replay(section: &str, us: &str, peer: &str, we_start: bool) {
     let lines = transcript::parse(SAMPLES).unwrap();
     let lines: Vec<_> = lines.into_iter().filter(|l| l.section == section).collect();
     let peer_id = OnionId::parse(peer).unwrap();
-    let mut s = Script {
-        node: {
-            let rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9);
-            Node::new(
-                torchat_core::Config::new(OnionId::parse(us).unwrap()),
-                Box::new(rng),
-            )
-        },
-        now: Timestamp::from_millis(T0),
-        log: vec![],
-    };
+    let mut s = Script::with_node({
+        let rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9);
+        Node::new(
+            torchat_core::Config::new(OnionId::parse(us).unwrap()),
+            Box::new(rng),
+        )
+    });
     if we_start {
         let now = s.now;
         s.node.add_buddy(peer_id.clone(), None, now).unwrap();

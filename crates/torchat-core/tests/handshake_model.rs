@@ -195,7 +195,7 @@ impl Harness {
                         .push_back(PeerEv::Closed);
                 }
             }
-            Output::Event(_) | Output::Persist(_) => {}
+            Output::Event(_) | Output::Persist(_) | Output::File(_) => {}
         }
     }
 

@@ -96,7 +96,7 @@ fn handshake_brings_both_online_with_the_right_sequence() {
             "status"
         ]
     );
-    assert!(a_to_b.contains(&"supports groupchat torchat_signed".to_owned()));
+    assert!(a_to_b.contains(&"supports groupchat torchat_signed torchat_file_resume".to_owned()));
     assert_handshake_discipline(&net);
     assert_only_outgoing_writes(&net);
     // Each side learned the other's profile.

@@ -80,6 +80,7 @@ pub(crate) struct Actor {
     inbox: mpsc::Receiver<Input>,
     pending_connects: HashMap<ConnId, JoinHandle<()>>,
     stop: bool,
+    pub files: crate::files::Files,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -97,6 +98,7 @@ impl Actor {
         transport: Arc<dyn Transport>,
         events: broadcast::Sender<api::Event>,
         log_secrets: bool,
+        files: crate::files::Files,
     ) -> Self {
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
         Actor {
@@ -111,6 +113,7 @@ impl Actor {
             inbox,
             pending_connects: HashMap::new(),
             stop: false,
+            files,
         }
     }
 
@@ -239,14 +242,20 @@ impl Actor {
         }
     }
 
-    /// Carries out the core's outputs: persist first (one transaction), then the rest.
+    /// Carries out the core's outputs until there are none (file reads answered here make
+    /// more).
     pub fn drain(&mut self) {
+        while self.drain_once() {}
+    }
+
+    /// Carries out the core's outputs: persist first (one transaction), then the rest.
+    fn drain_once(&mut self) -> bool {
         let mut outputs = Vec::new();
         while let Some(o) = self.core.poll_output() {
             outputs.push(o);
         }
         if outputs.is_empty() {
-            return;
+            return false;
         }
         let t = now();
         let me = self.core.own_id().clone();
@@ -291,14 +300,19 @@ impl Actor {
                     }
                 }
                 Output::Event(e) => self.publish(e),
+                Output::File(io) => crate::files::Files::io(self, io),
             }
         }
         for (conn, data) in writes {
             self.transmit(conn, data);
         }
+        true
     }
 
     fn publish(&mut self, e: Event) {
+        if crate::files::Files::event(self, &e) {
+            return;
+        }
         if let Event::PeerInfo { id, info } = &e {
             // Keep the last known profile of buddies on our list, for display after a restart.
             if let Ok(Some(mut row)) = self.store.buddy(id) {

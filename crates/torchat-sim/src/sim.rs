@@ -901,6 +901,8 @@ impl Sim {
                 Output::Transmit { conn, data } => self.on_transmit(i, conn, data, false),
                 Output::Close { conn } => self.on_close(i, conn),
                 Output::Event(e) => self.on_event(i, e),
+                // The simulator moves no files.
+                Output::File(_) => {}
             }
         }
         let next = self.slots[i]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand_core::SeedableRng;
-use torchat_core::{Config, ConnId, Event, Node, Output, Record, Timestamp};
+use torchat_core::{Config, ConnId, Event, FileId, FileIo, Node, Output, Record, Timestamp};
 use torchat_wire::{OnionId, Packet};
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -55,6 +55,26 @@ pub struct Peer {
     pub records: Vec<Record>,
     /// Our conns that are outgoing.
     pub outgoing: BTreeSet<ConnId>,
+    /// Files this node sends (reads are answered from here at once).
+    pub sources: BTreeMap<FileId, Vec<u8>>,
+    /// Files this node receives (writes land here, in order).
+    pub sinks: BTreeMap<FileId, Vec<u8>>,
+    /// `FileIo::Close` seen: (transfer, complete).
+    pub file_closes: Vec<(FileId, bool)>,
+}
+
+impl Peer {
+    pub fn new(node: Node) -> Self {
+        Peer {
+            node,
+            events: vec![],
+            records: vec![],
+            outgoing: BTreeSet::new(),
+            sources: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            file_closes: vec![],
+        }
+    }
 }
 
 enum Msg {
@@ -101,15 +121,7 @@ pub struct Net {
 
 impl Net {
     pub fn new(nodes: Vec<Node>) -> Self {
-        let peers: Vec<Peer> = nodes
-            .into_iter()
-            .map(|node| Peer {
-                node,
-                events: vec![],
-                records: vec![],
-                outgoing: BTreeSet::new(),
-            })
-            .collect();
+        let peers: Vec<Peer> = nodes.into_iter().map(Peer::new).collect();
         let n = peers.len();
         Net {
             gens: vec![0; n],
@@ -171,12 +183,7 @@ impl Net {
             }
         }
         self.gens[i] += 1;
-        self.peers[i] = Peer {
-            node,
-            events: vec![],
-            records: vec![],
-            outgoing: BTreeSet::new(),
-        };
+        self.peers[i] = Peer::new(node);
     }
 
     /// Call after pushing a new peer onto `peers`.
@@ -221,6 +228,25 @@ impl Net {
             }
             if !progressed {
                 return;
+            }
+        }
+        panic!("livelock: the network never went quiet");
+    }
+
+    /// Like `run`, but stops as soon as `stop` holds (checked after every delivery).
+    pub fn run_until(&mut self, mut stop: impl FnMut(&Net) -> bool) {
+        for _ in 0..1_000_000 {
+            for i in 0..self.peers.len() {
+                while let Some(o) = self.peers[i].node.poll_output() {
+                    self.output(i, o);
+                }
+            }
+            if stop(self) {
+                return;
+            }
+            match self.queue.pop_front() {
+                Some(m) => self.deliver(m),
+                None => return,
             }
         }
         panic!("livelock: the network never went quiet");
@@ -294,6 +320,27 @@ impl Net {
             }
             Output::Event(e) => self.peers[i].events.push(e),
             Output::Persist(r) => self.peers[i].records.push(r),
+            Output::File(io) => self.file_io(i, io),
+        }
+    }
+
+    fn file_io(&mut self, i: usize, io: FileIo) {
+        let now = self.now;
+        let p = &mut self.peers[i];
+        match io {
+            FileIo::Read { file, offset, len } => {
+                if let Some(src) = p.sources.get(&file) {
+                    let o = offset as usize;
+                    let data = src[o..(o + len).min(src.len())].to_vec();
+                    p.node.file_read(file, offset, data, now);
+                }
+            }
+            FileIo::Write { file, offset, data } => {
+                let sink = p.sinks.entry(file).or_default();
+                assert_eq!(sink.len() as u64, offset, "blocks are written in order");
+                sink.extend_from_slice(&data);
+            }
+            FileIo::Close { file, complete } => p.file_closes.push((file, complete)),
         }
     }
 

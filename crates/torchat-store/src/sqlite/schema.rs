@@ -88,6 +88,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         own        BLOB
     );
     ",
+    // 2 -> 3: file transfers (the node's file module).
+    "
+    CREATE TABLE transfers (
+        id         INTEGER PRIMARY KEY,
+        direction  TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        peer       TEXT NOT NULL,
+        wire_id    TEXT NOT NULL,
+        name       BLOB NOT NULL,
+        size       INTEGER NOT NULL,
+        done       INTEGER NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('queued', 'offered', 'transferring', 'paused',
+                                                  'complete', 'cancelled', 'failed')),
+        reason     TEXT,
+        resumable  INTEGER NOT NULL,
+        accepted   INTEGER NOT NULL,
+        path       BLOB,
+        part       BLOB,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this code writes.
