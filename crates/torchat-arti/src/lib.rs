@@ -52,8 +52,12 @@ const PROBE_PORT: u16 = 11010;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long our service may stay unreachable before we report it.
 const UNREACHABLE_PROBLEM_AFTER: Duration = Duration::from_secs(90);
-/// Streams one rendezvous circuit may open at once (TorChat uses one).
+/// Streams one rendezvous circuit may open at once (TorChat uses one); more closes the circuit.
 const MAX_STREAMS_PER_CIRCUIT: u32 = 4;
+/// Introductions per second our introduction points let through (C tor's default for its
+/// intro DoS defence), and the burst.
+const INTRO_RATE: u32 = 25;
+const INTRO_BURST: u32 = 200;
 
 type Client = TorClient<PreferredRuntime>;
 /// The rendezvous requests of our service.
@@ -846,6 +850,14 @@ fn service_config_slot(own: &OnionId, slot: usize) -> Result<OnionServiceConfig,
     OnionServiceConfigBuilder::default()
         .nickname(nickname)
         .max_concurrent_streams_per_circuit(MAX_STREAMS_PER_CIRCUIT)
+        // Ask our introduction points to rate-limit introductions (the DoS defence C tor calls
+        // HiddenServiceEnableIntroDoSDefense, with its default figures): a flood of
+        // introductions is cut at the introduction point, before it costs us rendezvous
+        // circuits. Proof-of-work for services is experimental in Arti 0.47 (docs/transports.md).
+        .rate_limit_at_intro(Some(tor_hsservice::config::TokenBucketConfig::new(
+            INTRO_RATE,
+            INTRO_BURST,
+        )))
         .build()
         .map_err(|e| Error::Config(format!("onion service configuration: {e}")))
 }

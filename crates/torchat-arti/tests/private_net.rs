@@ -797,6 +797,12 @@ fn time_period_boundaries() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
     let republish = std::env::var("TORCHAT_ARTI_REPUBLISH").as_deref() != Ok("0");
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
