@@ -24,8 +24,10 @@
 //! Outputs ([`Output`]): `Connect` (open a connection to an onion id and report back),
 //! `Transmit` (write bytes, in order), `Close` (close; the core has already forgotten it),
 //! `Event` (tell the user), `Persist` (store a record; do it before performing later outputs,
-//! so that nothing the user sent is transmitted before it is on disk), `Load` (read stored
-//! group messages a member asked for and hand them to [`Node::handle_loaded`]).
+//! so that nothing the user sent is transmitted before it is on disk), `File` (read a block
+//! to send and answer [`Node::file_read`], write a received block, release a file; see
+//! [`FileIo`]), `Load` (read stored group messages a member asked for and hand them to
+//! [`Node::handle_loaded`]).
 //!
 //! ```
 //! use rand_core::SeedableRng;
@@ -45,6 +47,7 @@
 //!         Output::Close { conn } => { /* close */ }
 //!         Output::Event(e) => { /* show */ }
 //!         Output::Persist(r) => { /* store */ }
+//!         Output::File(io) => { /* read or write a transferred file */ }
 //!         Output::Load(req) => node.handle_loaded(req.token, vec![], now), // from storage
 //!     }
 //! }
@@ -54,6 +57,7 @@
 
 mod config;
 mod direct_sync;
+mod file;
 mod group;
 mod handshake;
 mod node;
@@ -66,6 +70,10 @@ mod timers;
 mod types;
 
 pub use config::Config;
+pub use file::{
+    FileConfig, FileDirection, FileFailure, FileId, FileIo, FileRefusal, FileState, FileStats,
+    TransferRestore, TransferView, FILE_RESUME_EXT,
+};
 pub use group::NO_REDUNDANCY;
 pub use node::{BuddyView, Node, Stats};
 pub use session::DELAYED_PREFIX;
@@ -73,7 +81,7 @@ pub use sync::SYNC_EXT;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
-    BuddyKind, CommandError, ConnId, Delivery, Event, GroupState, GroupView, LoadRequest,
-    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, SyncCopy, SyncMeta,
-    Trust,
+    BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, GroupState, GroupView,
+    LoadRequest, MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, SyncCopy,
+    SyncMeta, Trust,
 };

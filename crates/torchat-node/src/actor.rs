@@ -32,6 +32,18 @@ enum Input {
     Data(ConnId, Vec<u8>),
     Closed(ConnId),
     Connected(ConnId, BoxStream),
+    ConnectFailed(ConnId, torchat_core::ConnectError),
+}
+
+/// What a transport error says about the peer, in the core's terms.
+fn connect_error(e: &torchat_tor::Error) -> torchat_core::ConnectError {
+    use torchat_core::ConnectError as C;
+    match e.failure() {
+        torchat_tor::Failure::Refused => C::Refused,
+        torchat_tor::Failure::Unreachable => C::Unreachable,
+        torchat_tor::Failure::TimedOut => C::TimedOut,
+        torchat_tor::Failure::Other => C::Other,
+    }
 }
 
 /// A control request with its reply channel.
@@ -68,6 +80,7 @@ pub(crate) struct Actor {
     inbox: mpsc::Receiver<Input>,
     pending_connects: HashMap<ConnId, JoinHandle<()>>,
     stop: bool,
+    pub files: crate::files::Files,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -85,6 +98,7 @@ impl Actor {
         transport: Arc<dyn Transport>,
         events: broadcast::Sender<api::Event>,
         log_secrets: bool,
+        files: crate::files::Files,
     ) -> Self {
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
         Actor {
@@ -99,6 +113,7 @@ impl Actor {
             inbox,
             pending_connects: HashMap::new(),
             stop: false,
+            files,
         }
     }
 
@@ -175,6 +190,8 @@ impl Actor {
             }
             TransportEvent::Ready { id } => {
                 tracing::info!(id = %self.who(&id), "onion service ready");
+                // The network is usable (again): buddies we gave up on for now are tried soon.
+                self.core.network_up(now());
                 self.tor.ready = true;
                 self.tor.percent = 100;
                 self.tor.problem = None;
@@ -217,17 +234,28 @@ impl Actor {
                     self.core.handle_connected(conn, now());
                 }
             }
+            Input::ConnectFailed(conn, why) => {
+                if self.pending_connects.remove(&conn).is_some() {
+                    self.core.handle_connect_failed(conn, why, now());
+                }
+            }
         }
     }
 
-    /// Carries out the core's outputs: persist first (one transaction), then the rest.
+    /// Carries out the core's outputs until there are none (file reads answered here make
+    /// more).
     pub fn drain(&mut self) {
+        while self.drain_once() {}
+    }
+
+    /// Carries out the core's outputs: persist first (one transaction), then the rest.
+    fn drain_once(&mut self) -> bool {
         let mut outputs = Vec::new();
         while let Some(o) = self.core.poll_output() {
             outputs.push(o);
         }
         if outputs.is_empty() {
-            return;
+            return false;
         }
         let t = now();
         let me = self.core.own_id().clone();
@@ -274,6 +302,7 @@ impl Actor {
                     }
                 }
                 Output::Event(e) => self.publish(e),
+                Output::File(io) => crate::files::Files::io(self, io),
             }
         }
         for (conn, data) in writes {
@@ -281,25 +310,26 @@ impl Actor {
         }
         // Stored group messages a member asked for (extension torchat_sync): read them and
         // hand them back; what the core does with them goes out in the next round.
-        if !loads.is_empty() {
-            for req in loads {
-                let copies = match self
-                    .store
-                    .sync_range(&req.gid, &req.speaker, req.from, req.to)
-                {
-                    Ok(rows) => rows.iter().filter_map(persist::sync_copy).collect(),
-                    Err(e) => {
-                        tracing::error!(error = %e, "store read failed");
-                        vec![]
-                    }
-                };
-                self.core.handle_loaded(req.token, copies, now());
-            }
-            self.drain();
+        for req in loads {
+            let copies = match self
+                .store
+                .sync_range(&req.gid, &req.speaker, req.from, req.to)
+            {
+                Ok(rows) => rows.iter().filter_map(persist::sync_copy).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "store read failed");
+                    vec![]
+                }
+            };
+            self.core.handle_loaded(req.token, copies, now());
         }
+        true
     }
 
     fn publish(&mut self, e: Event) {
+        if crate::files::Files::event(self, &e) {
+            return;
+        }
         if let Event::PeerInfo { id, info } = &e {
             // Keep the last known profile of buddies on our list, for display after a restart.
             if let Ok(Some(mut row)) = self.store.buddy(id) {
@@ -338,8 +368,9 @@ impl Actor {
                     let _ = tx.send(Input::Connected(conn, stream)).await;
                 }
                 Err(e) => {
-                    tracing::debug!(%conn, error = %e, "connect failed");
-                    let _ = tx.send(Input::Closed(conn)).await;
+                    let why = connect_error(&e);
+                    tracing::debug!(%conn, error = %e, ?why, "connect failed");
+                    let _ = tx.send(Input::ConnectFailed(conn, why)).await;
                 }
             }
         });

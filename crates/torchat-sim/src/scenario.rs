@@ -321,6 +321,9 @@ pub struct Checks {
     /// message for longer than the repair bound (3 × the anti-entropy period + 30 s) holds
     /// it.
     pub sync_reaches_connected: bool,
+    /// Two members that are both running, with their link up, see each other online within
+    /// this many seconds (checked every half second). Unset: not checked.
+    pub reconnect_within: Option<f64>,
 }
 
 impl Default for Checks {
@@ -329,6 +332,7 @@ impl Default for Checks {
             members_agree: true,
             relay_reaches_connected: true,
             sync_reaches_connected: true,
+            reconnect_within: None,
         }
     }
 }

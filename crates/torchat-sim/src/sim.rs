@@ -140,6 +140,8 @@ enum Kind {
     },
     Crash(usize),
     Restart(usize),
+    /// Check that pairs that can connect are online with each other (`reconnect_within`).
+    ReconnectCheck,
     Say(usize),
     Forge(usize),
     Invite {
@@ -253,6 +255,11 @@ pub struct Sim {
     online_since: BTreeMap<(usize, usize), u64>,
     /// (speaker, its local id) → truth index, for its own messages.
     own_ids: BTreeMap<(usize, MsgId), usize>,
+    /// Since when each pair of members could have been connected (both running, link up)
+    /// without seeing each other online yet, and whether it was reported late.
+    reconnecting: BTreeMap<(usize, usize), (u64, bool)>,
+    /// Completed reconnection times, ms.
+    reconnect_times: Vec<u64>,
     totals: Totals,
     wire: Vec<WireLine>,
     trace: Vec<String>,
@@ -348,6 +355,8 @@ impl Sim {
             lost_keys: BTreeSet::new(),
             online_since: BTreeMap::new(),
             own_ids: BTreeMap::new(),
+            reconnecting: BTreeMap::new(),
+            reconnect_times: Vec::new(),
             totals: Totals::default(),
             wire: Vec::new(),
             trace: Vec::new(),
@@ -396,6 +405,9 @@ impl Sim {
                 }
             }
             self.gid = Some(gid);
+        }
+        if sc.check.reconnect_within.is_some() {
+            self.push(500, Kind::ReconnectCheck);
         }
         // Faults first, so that faults at t = 0 are in force before anyone connects.
         for d in &sc.down {
@@ -623,6 +635,7 @@ impl Sim {
                 }
             }
             Kind::Crash(i) => self.crash(i),
+            Kind::ReconnectCheck => self.reconnect_check(),
             Kind::ConnectArrive {
                 from,
                 gen,
@@ -800,6 +813,47 @@ impl Sim {
         }
     }
 
+    /// The reconnection invariant: members that are both running with their link up see each
+    /// other online within `check.reconnect_within` seconds.
+    fn reconnect_check(&mut self) {
+        let Some(limit) = self.sc.check.reconnect_within else {
+            return;
+        };
+        let members = self.sc.members();
+        for (x, &a) in members.iter().enumerate() {
+            for &b in &members[x + 1..] {
+                let able = self.alive(a) && self.alive(b) && !self.is_down(a, b);
+                let online = self.online_since.contains_key(&(a, b))
+                    && self.online_since.contains_key(&(b, a));
+                match (able && !online, self.reconnecting.get(&(a, b)).copied()) {
+                    (true, None) => {
+                        self.reconnecting.insert((a, b), (self.now, false));
+                    }
+                    (true, Some((since, false))) if self.now.saturating_sub(since) > ms(limit) => {
+                        self.violations.push(format!(
+                            "t={:.1}s n{a} and n{b} have both been running with their link up \
+                             since t={:.1}s and are still not online with each other",
+                            secs(self.now),
+                            secs(since)
+                        ));
+                        self.reconnecting.insert((a, b), (since, true));
+                    }
+                    (false, Some((since, _))) => {
+                        if able && online {
+                            self.reconnect_times.push(self.now.saturating_sub(since));
+                        }
+                        self.reconnecting.remove(&(a, b));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let next = self.now + 500;
+        if next <= ms(self.sc.duration) {
+            self.push(next, Kind::ReconnectCheck);
+        }
+    }
+
     fn crash(&mut self, i: usize) {
         self.tr(|| format!("n{i} CRASH"));
         if !self.alive(i) {
@@ -949,6 +1003,8 @@ impl Sim {
                         n.handle_loaded(req.token, copies, now);
                     }
                 }
+                // The simulator moves no files.
+                Output::File(_) => {}
             }
         }
         let next = self.slots[i]
@@ -1820,6 +1876,20 @@ impl Sim {
                 totals.lost_lines, totals.lost_group_lines
             ));
         }
+        let reconnect = self.sc.check.reconnect_within.map(|_| {
+            let mut t = self.reconnect_times.clone();
+            t.sort_unstable();
+            let pct = |p: usize| {
+                t.get(t.len().saturating_sub(1) * p / 100)
+                    .map_or(0.0, |v| secs(*v))
+            };
+            crate::report::ReconnectStats {
+                episodes: t.len(),
+                median: pct(50),
+                p95: pct(95),
+                max: pct(100),
+            }
+        });
         Report {
             scenario: self.sc.name.clone(),
             seed: self.seed,
@@ -1832,6 +1902,7 @@ impl Sim {
             members,
             violations: self.violations,
             notes: self.notes,
+            reconnect,
         }
     }
 }

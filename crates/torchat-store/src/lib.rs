@@ -67,5 +67,6 @@ pub use store::Store;
 pub use torchat_wire::SeqSet;
 pub use types::{
     keys, Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Group, GroupState, Member,
-    Message, MsgId, OutboxEntry, QueuedPacket, RowId, StoredMessage, SyncInfo, Trust,
+    Message, MsgId, OutboxEntry, QueuedPacket, RowId, StoredMessage, SyncInfo, Transfer, Trust,
+    TRANSFER_STATES,
 };

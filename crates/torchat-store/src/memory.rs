@@ -7,7 +7,7 @@ use torchat_wire::{GroupId, OnionId};
 use crate::op::validate_all;
 use crate::{
     Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, QueuedPacket, Result,
-    RowId, SeqSet, Store, StoredMessage,
+    RowId, SeqSet, Store, StoredMessage, Transfer,
 };
 
 /// A [`Store`] kept in memory: same semantics as [`SqliteStore`](crate::SqliteStore) (ordering,
@@ -43,6 +43,8 @@ struct State {
     vectors: BTreeMap<(String, String, String), SeqSet>,
     /// peer → extensions.
     exts: BTreeMap<String, Vec<String>>,
+    /// File transfers by id.
+    transfers: BTreeMap<u64, Transfer>,
     /// The largest row ever assigned.
     last_row: u64,
 }
@@ -283,6 +285,8 @@ impl State {
                 self.by_seq.retain(|_, r| !rows.contains(r));
                 old.len() as u64
             }
+            Op::UpsertTransfer(t) => b(self.transfers.insert(t.id, t.clone()).is_none()),
+            Op::RemoveTransfer { id } => b(self.transfers.remove(id).is_some()),
         })
     }
 
@@ -478,5 +482,9 @@ impl Store for MemoryStore {
             .iter()
             .filter_map(|(k, v)| Some((OnionId::parse(k).ok()?, v.clone())))
             .collect())
+    }
+
+    fn transfers(&self) -> Result<Vec<Transfer>> {
+        Ok(self.state.transfers.values().cloned().collect())
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use torchat_store::{
     BuddyKind, Claim, Conversation, Delivery, Direction, Error, GroupState, Member, Message, Op,
-    OutboxEntry, QueuedPacket, RowId, SeqSet, Store, SyncInfo, Trust, MAX_TIME,
+    OutboxEntry, QueuedPacket, RowId, SeqSet, Store, SyncInfo, Transfer, Trust, MAX_TIME,
 };
 
 /// Generates one `#[test]` per case for one implementation.
@@ -24,7 +24,7 @@ macro_rules! suite {
                 outbox_lifecycle, outbox_needs_a_stored_message, batch_results,
                 batch_is_all_or_nothing, invalid_values_are_rejected, packet_queue_keeps_order,
                 sync_messages_are_unique_per_group_sender_and_seq, sync_state_is_kept,
-                pruning_group_history);
+                pruning_group_history, transfers_roundtrip);
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -674,5 +674,46 @@ mod cases {
         // A pruned number can be stored again (another member sends it back): the node's
         // sync state, not the store, decides that it already had it.
         assert!(s.insert_message(synced(11, &g, &a, 1)).unwrap());
+    }
+
+    pub fn transfers_roundtrip(s: &mut dyn Store) {
+        let t = Transfer {
+            id: 7,
+            direction: Direction::In,
+            peer: torchat_wire::OnionId::parse("abcdefghijklmnop").unwrap(),
+            wire_id: "4271718197".into(),
+            name: b"../odd\0name".to_vec(),
+            size: 20480,
+            done: 8192,
+            state: "transferring".into(),
+            reason: None,
+            resumable: true,
+            accepted: true,
+            path: Some(b"/tmp/odd name".to_vec()),
+            part: Some(b"/tmp/odd name.part".to_vec()),
+            created_at: 1,
+            updated_at: 2,
+        };
+        assert_eq!(s.apply(&[Op::UpsertTransfer(t.clone())]).unwrap(), [1]);
+        let mut t2 = t.clone();
+        t2.state = "failed".into();
+        t2.reason = Some("stalled".into());
+        t2.id = 3;
+        t2.direction = Direction::Out;
+        t2.path = None;
+        t2.part = None;
+        assert_eq!(s.apply(&[Op::UpsertTransfer(t2.clone())]).unwrap(), [1]);
+        assert_eq!(s.transfers().unwrap(), [t2.clone(), t.clone()]);
+        let mut t3 = t.clone();
+        t3.done = 20480;
+        t3.state = "complete".into();
+        assert_eq!(s.apply(&[Op::UpsertTransfer(t3.clone())]).unwrap(), [0]);
+        assert_eq!(s.transfers().unwrap(), [t2.clone(), t3]);
+        let mut bad = t.clone();
+        bad.state = "bogus".into();
+        assert!(s.apply(&[Op::UpsertTransfer(bad)]).is_err());
+        assert_eq!(s.apply(&[Op::RemoveTransfer { id: 7 }]).unwrap(), [1]);
+        assert_eq!(s.apply(&[Op::RemoveTransfer { id: 7 }]).unwrap(), [0]);
+        assert_eq!(s.transfers().unwrap(), [t2]);
     }
 }

@@ -10,15 +10,13 @@
 //!   the speakers went offline, also when it was away longer than the outbox lifetime.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_until, Client, Daemon};
 use serde_json::{json, Value};
+use torchat_testkit::{free_port, wait_until, Client, Daemon};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -79,7 +77,7 @@ impl Net {
 }
 
 fn presence(c: &mut Client, id: &str) -> String {
-    common::presence(c, id)
+    torchat_testkit::presence(c, id)
 }
 
 /// Every message of a conversation, oldest first (all pages).

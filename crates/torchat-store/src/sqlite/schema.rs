@@ -88,7 +88,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         own        BLOB
     );
     ",
-    // 2 -> 3: extension torchat_sync — each group message's sequence number, time and
+    // 2 -> 3: file transfers (the node's file module).
+    "
+    CREATE TABLE transfers (
+        id         INTEGER PRIMARY KEY,
+        direction  TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        peer       TEXT NOT NULL,
+        wire_id    TEXT NOT NULL,
+        name       BLOB NOT NULL,
+        size       INTEGER NOT NULL,
+        done       INTEGER NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('queued', 'offered', 'transferring', 'paused',
+                                                  'complete', 'cancelled', 'failed')),
+        reason     TEXT,
+        resumable  INTEGER NOT NULL,
+        accepted   INTEGER NOT NULL,
+        path       BLOB,
+        part       BLOB,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    ",
+    // 3 -> 4: extension torchat_sync — each group message's sequence number, time and
     // signature (unique per group and speaker), the next number per group (never lowered),
     // what each member holds of each speaker, and what each peer supports.
     "
@@ -220,9 +241,9 @@ mod tests {
     }
 
     #[test]
-    fn version_2_files_get_the_sync_columns_and_keep_their_messages() {
+    fn version_3_files_get_the_sync_columns_and_keep_their_messages() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn, &MIGRATIONS[..2]).unwrap();
+        migrate(&mut conn, &MIGRATIONS[..3]).unwrap();
         conn.execute_batch(
             "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts)
              VALUES (x'00000000000000000000000000000001', 'group', 'g', 'in', 's', x'68', 5);",
