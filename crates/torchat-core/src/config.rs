@@ -126,8 +126,10 @@ pub struct Config {
     /// Sync: wants of one peer answered per minute and group (a catch-up of 1000 messages
     /// needs 10); more are ignored until the minute has passed.
     pub sync_wants_per_minute: usize,
-    /// Sync: recent full copies kept in memory per group to answer wants without storage.
+    /// Sync: recent full copies kept in memory per group to answer wants without storage…
     pub sync_cache: usize,
+    /// …and at most this many bytes of their texts.
+    pub sync_cache_bytes: usize,
     /// Sync: own messages whose delivery is tracked per group (older ones keep the last
     /// count stored).
     pub sync_tracked_own: usize,
@@ -200,6 +202,7 @@ impl Config {
             sync_loads_per_peer: 2,
             sync_wants_per_minute: 120,
             sync_cache: 2000,
+            sync_cache_bytes: 4 * 1024 * 1024,
             sync_tracked_own: 10_000,
             sync_max_gaps: 64,
             group_history_retention: Some(Duration::from_secs(30 * 24 * 3600)),

@@ -85,6 +85,8 @@ pub(crate) struct GroupSync {
     /// Recent full copies, to answer wants without storage.
     cache: BTreeMap<(OnionId, u64), SyncCopy>,
     cache_order: VecDeque<(OnionId, u64)>,
+    /// Bytes of text in `cache`.
+    cache_bytes: usize,
     /// What we told each peer we hold (to send only what changed).
     told: BTreeMap<OnionId, BTreeMap<OnionId, SeqSet>>,
     /// The member-list hash each peer sent last.
@@ -134,16 +136,24 @@ impl GroupSync {
         self.known.get(member)?.get(speaker)
     }
 
-    fn cache_put(&mut self, c: SyncCopy, max: usize) {
+    /// Keeps a copy in memory: at most `max` copies and `max_bytes` of text, oldest out first.
+    fn cache_put(&mut self, c: SyncCopy, max: usize, max_bytes: usize) {
         let key = (c.speaker.clone(), c.meta.seq);
-        if self.cache.insert(key.clone(), c).is_none() {
-            self.cache_order.push_back(key);
+        let len = c.text.len();
+        match self.cache.insert(key.clone(), c) {
+            None => self.cache_order.push_back(key),
+            Some(old) => self.cache_bytes = self.cache_bytes.saturating_sub(old.text.len()),
         }
-        while self.cache.len() > max.max(1) {
+        self.cache_bytes += len;
+        while self.cache.len() > max.max(1)
+            || (self.cache_bytes > max_bytes && self.cache.len() > 1)
+        {
             let Some(k) = self.cache_order.pop_front() else {
                 break;
             };
-            self.cache.remove(&k);
+            if let Some(old) = self.cache.remove(&k) {
+                self.cache_bytes = self.cache_bytes.saturating_sub(old.text.len());
+            }
         }
     }
 
@@ -193,7 +203,7 @@ impl Node {
         self.cfg.sync && self.supports(id, SYNC_EXT)
     }
 
-    pub(super) fn sync_online(&self, id: &OnionId) -> Option<ConnId> {
+    fn sync_online(&self, id: &OnionId) -> Option<ConnId> {
         if self.is_sync_peer(id) {
             self.online_out(id)
         } else {
@@ -202,7 +212,7 @@ impl Node {
     }
 
     /// Every member, us included, sorted.
-    pub(super) fn sorted_list(&self, gid: &GroupId) -> Vec<OnionId> {
+    fn sorted_list(&self, gid: &GroupId) -> Vec<OnionId> {
         let Some(g) = self.groups.get(gid) else {
             return Vec::new();
         };
@@ -216,7 +226,7 @@ impl Node {
     }
 
     /// The shortest tag that names the group among ours: its first 8 characters, or all of it.
-    pub(super) fn group_tag(&self, gid: &GroupId) -> GroupId {
+    fn group_tag(&self, gid: &GroupId) -> GroupId {
         let s = gid.as_str();
         let n = torchat_wire::sync::MIN_GROUP_TAG;
         if s.len() <= n {
@@ -234,7 +244,7 @@ impl Node {
     }
 
     /// The active group a tag from `from` names (exactly one, with `from` a member).
-    pub(super) fn resolve_tag(&self, from: &OnionId, tag: &GroupId) -> Option<GroupId> {
+    fn resolve_tag(&self, from: &OnionId, tag: &GroupId) -> Option<GroupId> {
         if self.groups.contains_key(tag) {
             return Some(tag.clone());
         }
@@ -252,7 +262,7 @@ impl Node {
 
     /// Whether `speaker` is a member, or was one whose messages we or a member hold (what a
     /// member said before it left is still delivered).
-    pub(super) fn spoke_in(&self, gid: &GroupId, speaker: &OnionId) -> bool {
+    fn spoke_in(&self, gid: &GroupId, speaker: &OnionId) -> bool {
         if self.is_member_of(gid, speaker) {
             return true;
         }
@@ -262,11 +272,11 @@ impl Node {
         })
     }
 
-    pub(super) fn gsync(&mut self, gid: &GroupId) -> Option<&mut GroupSync> {
+    fn gsync(&mut self, gid: &GroupId) -> Option<&mut GroupSync> {
         self.groups.get_mut(gid).map(|g| &mut g.sync)
     }
 
-    pub(super) fn joined(&self, gid: &GroupId) -> bool {
+    fn joined(&self, gid: &GroupId) -> bool {
         self.groups
             .get(gid)
             .is_some_and(|g| g.state == GroupState::Joined)
@@ -393,7 +403,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn local_ids_are_stable_and_distinct() {
+    fn local_ids_are_stable_and_distinct() {
         let g = GroupId::new("g").unwrap();
         let s = OnionId::parse("nodeaaaaaaaaaaaa").unwrap();
         let t = OnionId::parse("nodebaaaaaaaaaaa").unwrap();
@@ -403,7 +413,35 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn list_hash_depends_on_every_member() {
+    fn the_copy_cache_is_bounded_in_count_and_bytes() {
+        let s = OnionId::parse("nodeaaaaaaaaaaaa").unwrap();
+        let copy = |seq: u64, len: usize| SyncCopy {
+            speaker: s.clone(),
+            meta: SyncMeta {
+                seq,
+                time: Timestamp::from_millis(seq),
+                sig: None,
+            },
+            text: vec![b'x'; len],
+        };
+        let mut g = GroupSync::default();
+        for seq in 1..=100 {
+            g.cache_put(copy(seq, 10), 50, 1_000_000);
+        }
+        assert_eq!(g.cache.len(), 50);
+        assert!(g.cache.contains_key(&(s.clone(), 100)));
+        assert!(!g.cache.contains_key(&(s.clone(), 50)));
+        for seq in 101..=110 {
+            g.cache_put(copy(seq, 300_000), 50, 1_000_000);
+        }
+        assert!(g.cache_bytes <= 1_000_000, "{}", g.cache_bytes);
+        assert_eq!(g.cache.len(), 3);
+        let sum: usize = g.cache.values().map(|c| c.text.len()).sum();
+        assert_eq!(g.cache_bytes, sum);
+    }
+
+    #[test]
+    fn list_hash_depends_on_every_member() {
         let a = OnionId::parse("nodeaaaaaaaaaaaa").unwrap();
         let b = OnionId::parse("nodebaaaaaaaaaaa").unwrap();
         let c = OnionId::parse("nodecaaaaaaaaaaa").unwrap();

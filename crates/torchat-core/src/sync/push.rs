@@ -57,7 +57,11 @@ impl Node {
         of: u32,
         text: &[u8],
     ) {
-        let (max_own, max_cache) = (self.cfg.sync_tracked_own, self.cfg.sync_cache);
+        let (max_own, max_cache, max_bytes) = (
+            self.cfg.sync_tracked_own,
+            self.cfg.sync_cache,
+            self.cfg.sync_cache_bytes,
+        );
         let me = self.cfg.own_id.clone();
         let Some(gs) = self.gsync(gid) else {
             return;
@@ -80,6 +84,7 @@ impl Node {
                 text: text.to_vec(),
             },
             max_cache,
+            max_bytes,
         );
     }
 
@@ -311,7 +316,8 @@ impl Node {
             g.engine
                 .synced(c, holders, denied, id, now, max_tracked, n_others)
         };
-        g.sync.cache_put(copy.clone(), max_cache);
+        g.sync
+            .cache_put(copy.clone(), max_cache, self.cfg.sync_cache_bytes);
         self.persist(Record::SyncVector {
             gid: gid.clone(),
             member: me.clone(),
