@@ -45,6 +45,9 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
+    /// When `start` ran, and message ids made since (see [`MsgId::ordered`]).
+    msg_epoch: u64,
+    msg_count: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -92,6 +95,8 @@ impl Node {
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
+            msg_epoch: 0,
+            msg_count: 0,
         }
     }
 
@@ -140,6 +145,7 @@ impl Node {
     /// Starts connecting to every buddy we want to be connected to.
     pub fn start(&mut self, now: Timestamp) {
         self.started = true;
+        self.msg_epoch = now.as_millis();
         let wanted: Vec<OnionId> = self
             .buddies
             .iter()
@@ -475,7 +481,8 @@ impl Node {
     pub(crate) fn new_msg_id(&mut self) -> MsgId {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
-        MsgId(b)
+        self.msg_count += 1;
+        MsgId::ordered(self.msg_epoch, self.msg_count, b)
     }
 
     /// A fresh cookie: 32 random bytes as 64 lower-case hex characters (printable, no spaces).
