@@ -13,6 +13,7 @@
 mod actor;
 mod control;
 mod convert;
+mod events;
 pub mod identity;
 mod persist;
 
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand_core::SeedableRng;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use torchat_store::Store;
 use torchat_tor::{Transport, TransportEvent};
 use torchat_wire::{OnionId, Status};
@@ -105,7 +106,7 @@ pub async fn start(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut core = torchat_core::Node::new(cfg.core, Box::new(rng));
     persist::restore(store.as_ref(), &mut core)?;
-    let (events, _) = broadcast::channel(1024);
+    let events = events::Hub::default();
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (control_path, server) = control::serve(&cfg.data_dir, cmd_tx, events.clone()).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
