@@ -146,6 +146,32 @@ pub enum Command {
         /// Message id (hex).
         msg: String,
     },
+    /// Offer a file to a buddy (queued until it is online). The node reads the file.
+    SendFile {
+        /// Onion id.
+        to: String,
+        /// Absolute path of the file, on the node's machine.
+        path: String,
+    },
+    /// Every file transfer the node remembers (going, and recently finished).
+    Files,
+    /// Accept an offered file (checks the size limit and free space first).
+    FileAccept {
+        /// Transfer number.
+        file: u64,
+    },
+    /// Decline an offer, or stop a transfer in either direction.
+    FileCancel {
+        /// Transfer number.
+        file: u64,
+    },
+    /// Accept (or stop accepting) every file from a buddy without asking.
+    FileAutoAccept {
+        /// Onion id.
+        id: String,
+        /// On or off.
+        on: bool,
+    },
     /// Start receiving events on this connection.
     Subscribe,
     /// Stop the node (flushes the store).
@@ -396,12 +422,39 @@ pub enum Event {
         /// Our message affected.
         own: Option<String>,
     },
-    /// A file offer was declined (not supported).
-    FileDeclined {
+    /// A buddy offers a file: answer with `file_accept` or `file_cancel`.
+    FileOffer {
+        /// The transfer (state `offered`).
+        transfer: Transfer,
+    },
+    /// A transfer changed state (`path` says where a received file was saved).
+    FileState {
+        /// The transfer now.
+        transfer: Transfer,
+    },
+    /// A transfer moved (at most twice a second per transfer, and at the end).
+    FileProgress {
+        /// Transfer number.
+        id: u64,
+        /// Bytes done.
+        done: u64,
+        /// Size.
+        size: u64,
+        /// Bytes per second, recently.
+        rate: u64,
+        /// Seconds left at that rate.
+        eta_secs: Option<u64>,
+    },
+    /// An offer was refused without asking: `too_big` or `unsupported` (ruby-torchat).
+    FileRefused {
         /// Buddy.
         from: String,
-        /// File name.
+        /// File name as offered.
         name: String,
+        /// Announced size.
+        size: u64,
+        /// Why.
+        reason: String,
     },
     /// Something went wrong inside the node.
     Error {
@@ -413,6 +466,34 @@ pub enum Event {
         /// How many.
         missed: u64,
     },
+}
+
+/// A file transfer as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Transfer number (for `file_accept`, `file_cancel`).
+    pub id: u64,
+    /// `send` or `receive`.
+    pub direction: String,
+    /// The buddy.
+    pub peer: String,
+    /// The file name as offered (a received file is saved under a sanitised name, see `path`).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes confirmed (sending) or written (receiving).
+    pub done: u64,
+    /// `queued`, `offered`, `transferring`, `paused`, `complete`, `cancelled`, `failed`.
+    pub state: String,
+    /// For `cancelled`: `by_us` or `by_peer`; for `failed`: `disconnected`, `stalled`,
+    /// `expired`, `protocol`, `io`, `unsupported`, `interrupted`.
+    pub reason: Option<String>,
+    /// The local file: what is sent, or where a received file is (or will be) saved.
+    pub path: Option<String>,
+    /// Bytes per second, recently.
+    pub rate: u64,
+    /// Seconds left at that rate.
+    pub eta_secs: Option<u64>,
 }
 
 /// Trust of a group message as data.

@@ -54,6 +54,11 @@ pub struct ArtiConfig {
     /// How often, once ready, we check that our own onion service is still reachable by
     /// connecting to it, in seconds; `0` turns the periodic check off. Default 600.
     pub reachability_check_secs: u64,
+    /// Republish our onion service ahead of each onion-service time-period boundary (and
+    /// right after one if a probe shows it is unreachable), working around tor-hsservice
+    /// 0.47, which does not upload the next period's descriptor in advance. Default `true`;
+    /// off only to measure the defect.
+    pub republish: bool,
     /// A private Tor network instead of the public one. Absent by default.
     pub test_network: Option<TestNetwork>,
 }
@@ -69,6 +74,7 @@ impl Default for ArtiConfig {
             bootstrap_problem_secs: 30,
             connect_retry_secs: 120,
             reachability_check_secs: 600,
+            republish: true,
             test_network: None,
         }
     }

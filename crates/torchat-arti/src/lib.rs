@@ -52,8 +52,12 @@ const PROBE_PORT: u16 = 11010;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long our service may stay unreachable before we report it.
 const UNREACHABLE_PROBLEM_AFTER: Duration = Duration::from_secs(90);
-/// Streams one rendezvous circuit may open at once (TorChat uses one).
+/// Streams one rendezvous circuit may open at once (TorChat uses one); more closes the circuit.
 const MAX_STREAMS_PER_CIRCUIT: u32 = 4;
+/// Introductions per second our introduction points let through (C tor's default for its
+/// intro DoS defence), and the burst.
+const INTRO_RATE: u32 = 25;
+const INTRO_BURST: u32 = 200;
 
 type Client = TorClient<PreferredRuntime>;
 /// The rendezvous requests of our service.
@@ -176,11 +180,12 @@ impl Arti {
             hsid,
             tor_cfg,
             state_dir: cfg.state_dir_in(data_dir),
-            svc_cfg,
+            svc_cfgs: [svc_cfg, service_config_slot(&own, 1)?],
             events,
             bootstrapped: ready_tx,
             bootstrap_problem_after: cfg.bootstrap_problem_after(),
             reachability_check: cfg.reachability_check(),
+            republish: cfg.republish,
         };
         let supervisor = tokio::spawn(sup.run()).abort_handle();
         tracing::info!(id = own.short(), "Arti started");
@@ -258,7 +263,7 @@ impl Inner {
                 }
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    return Err(Error::Proxy(format!(
+                    return Err(Error::TimedOut(format!(
                         "no connection to {}… within {} s",
                         to.short(),
                         self.connect_retry.as_secs()
@@ -275,10 +280,18 @@ impl Inner {
                 "onion connect failed"
             );
             if !retry {
-                return Err(Error::Proxy(format!(
+                let msg = format!(
                     "cannot reach {}… over Tor ({kind}) after {attempt} attempt(s)",
                     to.short()
-                )));
+                );
+                return Err(match kind {
+                    ErrorKind::RemoteConnectionRefused => Error::Refused(msg),
+                    ErrorKind::TorNetworkTimeout | ErrorKind::RemoteNetworkTimeout => {
+                        Error::TimedOut(msg)
+                    }
+                    k if retryable(k) => Error::Unreachable(msg),
+                    _ => Error::Proxy(msg),
+                });
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(8));
@@ -314,14 +327,47 @@ struct Supervisor {
     hsid: HsId,
     tor_cfg: arti_client::config::TorClientConfig,
     state_dir: std::path::PathBuf,
-    svc_cfg: OnionServiceConfig,
+    /// Our service's configuration in its two keystore slots: instances alternate between
+    /// them, so that a new one can be up before the old one goes (see [`Supervisor::run`]).
+    svc_cfgs: [OnionServiceConfig; 2],
     events: mpsc::Sender<TransportEvent>,
     bootstrapped: watch::Sender<bool>,
     bootstrap_problem_after: Duration,
     reachability_check: Option<Duration>,
+    republish: bool,
+}
+
+/// One launched instance of our onion service, with the task accepting its streams.
+struct Instance {
+    /// Held to keep the instance running (dropping it stops it).
+    _service: Arc<RunningOnionService>,
+    accept: tokio::task::JoinHandle<()>,
+    /// Probe streams that reached this instance.
+    hits: watch::Receiver<u64>,
+    /// Which keystore slot (service nickname) it runs under.
+    slot: usize,
+    launched: std::time::SystemTime,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
 
 impl Supervisor {
+    /// Bootstraps, launches our service, then keeps it reachable:
+    ///
+    /// - probes it periodically (`Ready` when it answers, a problem when it stays silent);
+    /// - republishes it ahead of every onion-service time-period boundary. tor-hsservice 0.47
+    ///   uploads the descriptor for the *next* period only when it launches (its upload loop
+    ///   stops at the first period that is up to date), so without this an Arti-hosted
+    ///   service is unreachable for tens of seconds after each boundary. A fresh instance
+    ///   uploads every period it knows; it is launched under the other keystore slot (same
+    ///   key, same address) while the old one still runs, and the old one goes once a probe
+    ///   reached the new one;
+    /// - right after each boundary, once our consensus is in the new period, probes again
+    ///   and republishes at once if the probe fails.
     async fn run(self) {
         let mut tasks = JoinSet::new();
         tasks.spawn(forward_progress(
@@ -332,16 +378,164 @@ impl Supervisor {
         let _ = self.bootstrapped.send(true);
         send_progress(&self.events, 100, "connected to the Tor network".into());
 
-        let Some((service, requests)) = self.launch().await else {
+        let Some(mut current) = self.launch(0).await else {
             // Reported already; without our service there is nothing more to do. Outgoing
             // connections still work.
             return;
         };
-        let (hits_tx, hits) = watch::channel(0u64);
-        tasks.spawn(accept_loop(requests, self.events.clone(), hits_tx));
-        self.watch_reachability(hits).await;
-        drop(service);
-        drop(tasks);
+        let mut health = Health::new();
+        let mut next_probe = Instant::now();
+        let mut checked_period: Option<std::time::SystemTime> = None;
+        loop {
+            let plan = self.period_plan(&current, checked_period);
+            let handover_at = plan.handover.unwrap_or_else(far_future);
+            let recheck_at = plan.recheck.unwrap_or_else(far_future);
+            tokio::select! {
+                () = tokio::time::sleep_until(next_probe) => {
+                    let ok = self.probe(&mut current.hits).await;
+                    next_probe = self.after_probe(&mut health, ok).await;
+                }
+                () = tokio::time::sleep_until(handover_at) => {
+                    tracing::info!(id = self.own.short(), "republishing our onion service before the time period ends");
+                    current = self.handover(current).await;
+                }
+                () = tokio::time::sleep_until(recheck_at) => {
+                    // Our consensus is in a new time period: are we reachable in it?
+                    checked_period = plan.period_start;
+                    let mut ok = self.probe(&mut current.hits).await;
+                    if ok.is_err() {
+                        ok = self.probe(&mut current.hits).await;
+                    }
+                    if let Err(why) = &ok {
+                        tracing::warn!(id = self.own.short(), %why, "our onion service is not reachable in the new time period; republishing");
+                        current = self.handover(current).await;
+                        ok = self.probe(&mut current.hits).await;
+                    }
+                    next_probe = self.after_probe(&mut health, ok).await;
+                }
+            }
+        }
+    }
+
+    /// When to republish, and when to check reachability in a new time period, from the time
+    /// period of our current consensus.
+    fn period_plan(
+        &self,
+        current: &Instance,
+        checked: Option<std::time::SystemTime>,
+    ) -> PeriodPlan {
+        let range = self
+            .client
+            .dirmgr()
+            .ok()
+            .and_then(|d| d.timely_netdir().ok())
+            .and_then(|nd| nd.hs_time_period().range().ok());
+        let Some(range) = range.filter(|_| self.republish) else {
+            return PeriodPlan::default();
+        };
+        let len = range
+            .end
+            .duration_since(range.start)
+            .unwrap_or(Duration::from_secs(86_400));
+        let lead = republish_lead(len);
+        let handover = range.end.checked_sub(lead).filter(|t| {
+            // An instance launched in the lead window has uploaded the next period already.
+            current.launched < *t
+        });
+        // Check reachability once per period, shortly after it began for us.
+        let recheck = (checked != Some(range.start) && current.launched < range.start)
+            .then_some(std::time::SystemTime::now());
+        PeriodPlan {
+            handover: handover.map(instant_at),
+            recheck: recheck.map(instant_at),
+            period_start: Some(range.start),
+        }
+    }
+
+    /// Launches a new instance under the other slot, waits until a probe reaches it (so the
+    /// HSDirs serve its descriptor), then stops the old one. If the new one never answers, it
+    /// is kept anyway: the old one's descriptor is the stale one.
+    async fn handover(&self, old: Instance) -> Instance {
+        let Some(mut new) = self.launch(1 - old.slot).await else {
+            return old;
+        };
+        let deadline = Instant::now() + HANDOVER_WAIT;
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.probe(&mut new.hits).await {
+                Ok(()) => {
+                    tracing::info!(
+                        id = self.own.short(),
+                        slot = new.slot,
+                        "new onion service instance reachable; stopping the old one"
+                    );
+                    break;
+                }
+                Err(why) if Instant::now() >= deadline => {
+                    tracing::warn!(id = self.own.short(), %why, "new onion service instance not reachable in time; stopping the old one anyway");
+                    break;
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
+        drop(old);
+        new
+    }
+
+    /// Bookkeeping after a probe; returns when to probe next.
+    async fn after_probe(&self, health: &mut Health, result: Result<(), String>) -> Instant {
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    id = self.own.short(),
+                    since_launch_ms = health.started.elapsed().as_millis() as u64,
+                    "our onion service is reachable"
+                );
+                if !health.announced || health.problem_sent {
+                    let _ = self
+                        .events
+                        .send(TransportEvent::Ready {
+                            id: self.own.clone(),
+                        })
+                        .await;
+                }
+                health.announced = true;
+                health.problem_sent = false;
+                health.unreachable_since = None;
+                health.retry = Duration::from_secs(2);
+                match self.reachability_check {
+                    Some(every) => Instant::now() + every,
+                    None => far_future(),
+                }
+            }
+            Err(why) => {
+                let since = *health.unreachable_since.get_or_insert_with(Instant::now);
+                tracing::debug!(id = self.own.short(), %why, "our onion service is not reachable yet");
+                if !health.problem_sent && since.elapsed() >= UNREACHABLE_PROBLEM_AFTER {
+                    health.problem_sent = true;
+                    let message = if health.announced {
+                        "Our onion service has stopped being reachable: peers cannot connect to \
+                         us right now."
+                    } else {
+                        "Our onion service is not reachable yet: peers cannot connect to us."
+                    };
+                    self.problem(
+                        format!("{message} ({why})"),
+                        "torchat keeps trying and republishing; this usually recovers within a \
+                         few minutes. Outgoing connections still work. If it persists, check \
+                         the network connection or restart torchat."
+                            .into(),
+                    )
+                    .await;
+                }
+                let next = Instant::now() + health.retry;
+                health.retry = (health.retry * 2).min(Duration::from_secs(30));
+                next
+            }
+        }
     }
 
     /// Bootstraps, forever if need be; reports a problem once it takes too long.
@@ -396,26 +590,28 @@ impl Supervisor {
         }
     }
 
-    /// Launches our onion service from our key and checks its address; retries transient
-    /// failures. `None` after reporting a failure that retrying cannot fix.
-    async fn launch(&self) -> Option<(Arc<RunningOnionService>, RendRequests)> {
+    /// Launches our onion service from our key under keystore slot `slot` and checks its
+    /// address; retries transient failures. `None` after reporting a failure that retrying
+    /// cannot fix.
+    async fn launch(&self, slot: usize) -> Option<Instance> {
+        let svc_cfg = &self.svc_cfgs[slot];
         let mut backoff = Duration::from_secs(1);
         loop {
             // Checked on every attempt: `launch_onion_service` would create a random key if
             // none were there.
-            let result = match key_state(&self.tor_cfg, &self.svc_cfg, &self.hsid) {
+            let result = match key_state(&self.tor_cfg, svc_cfg, &self.hsid) {
                 Ok(KeyState::Absent) => self
                     .client
-                    .launch_onion_service_with_hsid(self.svc_cfg.clone(), hs_keypair(&self.signing))
+                    .launch_onion_service_with_hsid(svc_cfg.clone(), hs_keypair(&self.signing))
                     .map(|o| o.map(|(svc, reqs)| (svc, Box::pin(reqs) as RendRequests)))
                     .map_err(|e| e.to_string()),
                 Ok(KeyState::Ours) => self
                     .client
-                    .launch_onion_service(self.svc_cfg.clone())
+                    .launch_onion_service(svc_cfg.clone())
                     .map(|o| o.map(|(svc, reqs)| (svc, Box::pin(reqs) as RendRequests)))
                     .map_err(|e| e.to_string()),
                 Ok(KeyState::Foreign) => {
-                    let msg = foreign_key_message(&self.state_dir, &self.svc_cfg, &self.own);
+                    let msg = foreign_key_message(&self.state_dir, svc_cfg, &self.own);
                     tracing::error!("{msg}");
                     self.problem(msg, "torchat will not publish another address.".into())
                         .await;
@@ -437,8 +633,16 @@ impl Supervisor {
                         self.problem(msg, "Report this as a bug.".into()).await;
                         return None;
                     }
-                    tracing::info!(id = self.own.short(), "onion service launched");
-                    return Some((service, requests));
+                    tracing::info!(id = self.own.short(), slot, "onion service launched");
+                    let (hits_tx, hits) = watch::channel(0u64);
+                    let accept = tokio::spawn(accept_loop(requests, self.events.clone(), hits_tx));
+                    return Some(Instance {
+                        _service: service,
+                        accept,
+                        hits,
+                        slot,
+                        launched: std::time::SystemTime::now(),
+                    });
                 }
                 Ok(None) => {
                     tracing::error!("Arti says our onion service is disabled");
@@ -460,70 +664,9 @@ impl Supervisor {
         }
     }
 
-    /// Probes our own service until it answers (then `Ready`), and again periodically.
-    async fn watch_reachability(&self, mut hits: watch::Receiver<u64>) {
-        let launched = Instant::now();
-        let mut announced = false;
-        let mut unreachable_since: Option<Instant> = Some(launched);
-        let mut problem_sent = false;
-        let mut retry = Duration::from_secs(2);
-        loop {
-            let t0 = Instant::now();
-            match self.probe(&mut hits).await {
-                Ok(()) => {
-                    tracing::info!(
-                        id = self.own.short(),
-                        probe_ms = t0.elapsed().as_millis() as u64,
-                        since_launch_ms = launched.elapsed().as_millis() as u64,
-                        "our onion service is reachable"
-                    );
-                    if !announced || problem_sent {
-                        let _ = self
-                            .events
-                            .send(TransportEvent::Ready {
-                                id: self.own.clone(),
-                            })
-                            .await;
-                    }
-                    announced = true;
-                    problem_sent = false;
-                    unreachable_since = None;
-                    retry = Duration::from_secs(2);
-                    match self.reachability_check {
-                        Some(every) => tokio::time::sleep(every).await,
-                        None => return std::future::pending().await,
-                    }
-                }
-                Err(why) => {
-                    let since = *unreachable_since.get_or_insert(t0);
-                    tracing::debug!(id = self.own.short(), %why, "our onion service is not reachable yet");
-                    if !problem_sent && since.elapsed() >= UNREACHABLE_PROBLEM_AFTER {
-                        problem_sent = true;
-                        let message = if announced {
-                            "Our onion service has stopped being reachable: peers cannot \
-                             connect to us right now."
-                        } else {
-                            "Our onion service is not reachable yet: peers cannot connect to \
-                             us."
-                        };
-                        self.problem(
-                            format!("{message} ({why})"),
-                            "torchat keeps trying and republishing; this usually recovers \
-                             within a few minutes. Outgoing connections still work. If it \
-                             persists, check the network connection or restart torchat."
-                                .into(),
-                        )
-                        .await;
-                    }
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-
     /// One end-to-end check: connect to our own service (fresh circuits, so a fresh
-    /// descriptor fetch) on the probe port and see the request arrive.
+    /// descriptor fetch) on the probe port and see the request arrive at the instance whose
+    /// `hits` these are.
     async fn probe(&self, hits: &mut watch::Receiver<u64>) -> Result<(), String> {
         hits.borrow_and_update();
         let mut prefs = StreamPrefs::new();
@@ -558,6 +701,60 @@ impl Supervisor {
             .send(TransportEvent::Problem { message, hint })
             .await;
     }
+}
+
+/// How long a new instance may take to be reachable before the old one goes anyway.
+const HANDOVER_WAIT: Duration = Duration::from_secs(120);
+
+/// Reachability bookkeeping of [`Supervisor::run`].
+struct Health {
+    started: Instant,
+    announced: bool,
+    problem_sent: bool,
+    unreachable_since: Option<Instant>,
+    retry: Duration,
+}
+
+impl Health {
+    fn new() -> Self {
+        Health {
+            started: Instant::now(),
+            announced: false,
+            problem_sent: false,
+            unreachable_since: Some(Instant::now()),
+            retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the current time period asks of [`Supervisor::run`].
+#[derive(Debug, Default)]
+struct PeriodPlan {
+    /// Republish (a new instance) at this time.
+    handover: Option<Instant>,
+    /// Probe at this time: our consensus entered a period we have not checked yet.
+    recheck: Option<Instant>,
+    /// Start of the current period.
+    period_start: Option<std::time::SystemTime>,
+}
+
+/// How long before a time-period boundary to republish: a sixth of the period, between one
+/// minute and one hour (the next period's descriptor can only be made in the second half of a
+/// period, once its shared random value is known).
+fn republish_lead(period: Duration) -> Duration {
+    (period / 6).clamp(Duration::from_secs(60), Duration::from_secs(3600))
+}
+
+/// The tokio instant of a wall-clock time (now if it is past).
+fn instant_at(t: std::time::SystemTime) -> Instant {
+    let wait = t
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + wait
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 86_400)
 }
 
 const BOOTSTRAP_HINT: &str = "torchat keeps trying. Check the internet connection. If Tor is \
@@ -638,12 +835,29 @@ async fn reject(req: StreamRequest) {
 }
 
 fn service_config(own: &OnionId) -> Result<OnionServiceConfig, Error> {
+    service_config_slot(own, 0)
+}
+
+/// Our service's configuration in keystore slot 0 or 1 (the same key under two nicknames).
+fn service_config_slot(own: &OnionId, slot: usize) -> Result<OnionServiceConfig, Error> {
     // One keystore slot per identity: a changed identity never meets an old key.
-    let nickname = HsNickname::new(format!("torchat-{}", own.short()))
-        .map_err(|e| Error::Config(format!("onion service nickname: {e}")))?;
+    let name = match slot {
+        0 => format!("torchat-{}", own.short()),
+        _ => format!("torchat-{}-b", own.short()),
+    };
+    let nickname =
+        HsNickname::new(name).map_err(|e| Error::Config(format!("onion service nickname: {e}")))?;
     OnionServiceConfigBuilder::default()
         .nickname(nickname)
         .max_concurrent_streams_per_circuit(MAX_STREAMS_PER_CIRCUIT)
+        // Ask our introduction points to rate-limit introductions (the DoS defence C tor calls
+        // HiddenServiceEnableIntroDoSDefense, with its default figures): a flood of
+        // introductions is cut at the introduction point, before it costs us rendezvous
+        // circuits. Proof-of-work for services is experimental in Arti 0.47 (docs/transports.md).
+        .rate_limit_at_intro(Some(tor_hsservice::config::TokenBucketConfig::new(
+            INTRO_RATE,
+            INTRO_BURST,
+        )))
         .build()
         .map_err(|e| Error::Config(format!("onion service configuration: {e}")))
 }

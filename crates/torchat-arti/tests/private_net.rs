@@ -4,18 +4,17 @@
 //! (c) two Arti instances talk to each other. Bytes flow both ways each time.
 //!
 //! Needs `tor`, `tor-gencert` and `python3`. Without them the test prints a SKIP line and
-//! passes, unless `TORCHAT_REQUIRE_TOR=1`, in which case it fails. The script is found through
-//! `TORCHAT_PRIVATE_TOR_NET`, else at `../../../shared/tools/private-tor-net` from this crate.
+//! passes, unless `TORCHAT_REQUIRE_TOR=1`, in which case it fails. The network comes from the
+//! test kit (`torchat_testkit::tornet`).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use torchat_arti::{Arti, ArtiConfig};
+use torchat_testkit::tornet::{self, Network, Options};
 use torchat_tor::{BoxStream, Transport, TransportEvent, TORCHAT_PORT};
 use torchat_wire::OnionId;
 
@@ -23,115 +22,12 @@ use torchat_wire::OnionId;
 /// published, or a time period may just have changed).
 const CONNECT_BUDGET: Duration = Duration::from_secs(150);
 
-/// The running private network; stopped when dropped, also when the test fails.
-struct Net {
-    script: PathBuf,
-    dir: tempfile::TempDir,
-    json: serde_json::Value,
-}
-
-impl Net {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn client(&self, i: usize) -> &serde_json::Value {
-        &self.json["clients"][i]
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let status = Command::new("python3")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-        eprintln!("private-tor-net stop: {status:?}");
-        if std::thread::panicking() {
-            // Leave a trace of what the network was doing.
-            for node in ["client1", "client2", "relay0"] {
-                let log = self.dir.path().join("nodes").join(node).join("notice.log");
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                    eprintln!("--- {} (tail) ---", log.display());
-                    for line in tail.iter().rev() {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn require_tor() -> bool {
-    std::env::var("TORCHAT_REQUIRE_TOR").is_ok_and(|v| v == "1")
-}
-
-fn script_path() -> PathBuf {
-    match std::env::var_os("TORCHAT_PRIVATE_TOR_NET") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/private-tor-net"),
-    }
-}
-
-fn runs(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Why the test cannot run here, if it cannot.
-fn missing_prerequisite(script: &Path) -> Option<String> {
-    if !script.is_file() {
-        return Some(format!("private-tor-net not found at {}", script.display()));
-    }
-    if !runs("python3", "--version") {
-        return Some("python3 is not installed".into());
-    }
-    if !runs("tor", "--version") {
-        return Some("tor is not installed (apt-get install -y tor)".into());
-    }
-    if !runs("tor-gencert", "--help") && !Path::new("/usr/bin/tor-gencert").exists() {
-        return Some("tor-gencert is not installed (apt-get install -y tor)".into());
-    }
-    None
-}
-
-fn start_net(script: &Path) -> Net {
-    let dir = tempfile::Builder::new()
-        .prefix("torchat-arti-net")
-        .tempdir()
-        .unwrap();
-    let t0 = Instant::now();
-    let out = Command::new("python3")
-        .arg(script)
-        .arg("start")
-        .arg(dir.path())
-        .args(["--clients", "2", "--voting-interval", "20"])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        // start stops what it started when it fails.
-        panic!(
-            "private-tor-net start failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    eprintln!(
-        "FIGURE private-tor-net start: {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("network.json")).unwrap())
-            .unwrap();
-    Net {
-        script: script.to_path_buf(),
-        dir,
-        json,
-    }
+/// Starts the private network (20 s voting interval) in a fresh temporary directory.
+fn start_net() -> Network {
+    Network::start_temp(&Options {
+        clients: 2,
+        voting_interval: Some(20),
+    })
 }
 
 /// One embedded Tor node under test, with its event channel.
@@ -380,21 +276,12 @@ impl Control {
 }
 
 fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    torchat_testkit::rss_kib(std::process::id())
 }
 
 #[test]
 fn arti_on_private_tor_net() {
-    let script = script_path();
-    if let Some(why) = missing_prerequisite(&script) {
-        if require_tor() {
-            panic!("TORCHAT_REQUIRE_TOR=1 but {why}");
-        }
-        println!("SKIP arti_on_private_tor_net: {why} (set TORCHAT_REQUIRE_TOR=1 to fail instead)");
+    if !tornet::available("arti_on_private_tor_net") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -402,14 +289,14 @@ fn arti_on_private_tor_net() {
         .enable_all()
         .build()
         .unwrap();
-    let data_dirs = rt.block_on(run(&script));
+    let data_dirs = rt.block_on(run());
     // Arti writes its state when its last tasks end, with the runtime: keep the directories
     // until then.
     drop(rt);
     drop(data_dirs);
 }
 
-async fn run(script: &Path) -> Vec<tempfile::TempDir> {
+async fn run() -> Vec<tempfile::TempDir> {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -417,15 +304,18 @@ async fn run(script: &Path) -> Vec<tempfile::TempDir> {
             .try_init();
     }
     let rss_before = rss_kib();
-    let net = start_net(script);
-    let cfg = ArtiConfig::from_private_tor_net(net.path()).unwrap();
+    let net = start_net();
+    let cfg = ArtiConfig::from_private_tor_net(&net.dir).unwrap();
 
     // (a) Arti hosts; C tor client 1 connects through its SOCKS port.
     let seed_a = seed(0x42);
     let (mut a, _, _) = Node::start("arti-a", &cfg, seed_a, None).await;
     assert_eq!(a.arti.id(), &onion_of(seed_a));
     let rss_one = rss_kib();
-    let socks = net.client(0)["socks_addr"].as_str().unwrap().to_string();
+    let socks = net.client_json(0)["socks_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let host_a = format!("{}.onion", a.arti.id().as_str());
     let t0 = Instant::now();
     let (mut from_ctor, attempts) = socks5_connect_retrying(&socks, &host_a, TORCHAT_PORT).await;
@@ -441,7 +331,7 @@ async fn run(script: &Path) -> Vec<tempfile::TempDir> {
     // (b) C tor client 2 hosts (ADD_ONION); Arti connects.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local = listener.local_addr().unwrap();
-    let mut control = Control::open(net.client(1)).await;
+    let mut control = Control::open(net.client_json(1)).await;
     let reply = control
         .command(&format!(
             "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port={TORCHAT_PORT},{local}"
@@ -607,12 +497,7 @@ impl Tally {
 #[test]
 #[ignore = "takes 10 minutes; run with --ignored"]
 fn across_time_period_boundary() {
-    let script = script_path();
-    if let Some(why) = missing_prerequisite(&script) {
-        if require_tor() {
-            panic!("TORCHAT_REQUIRE_TOR=1 but {why}");
-        }
-        println!("SKIP across_time_period_boundary: {why}");
+    if !tornet::available("across_time_period_boundary") {
         return;
     }
     let secs: u64 = std::env::var("TORCHAT_ARTI_SOAK_SECS")
@@ -625,8 +510,8 @@ fn across_time_period_boundary() {
         .build()
         .unwrap();
     let dirs = rt.block_on(async {
-        let net = start_net(&script);
-        let cfg = ArtiConfig::from_private_tor_net(net.path()).unwrap();
+        let net = start_net();
+        let cfg = ArtiConfig::from_private_tor_net(&net.dir).unwrap();
         let (a, _, _) = Node::start("arti-a", &cfg, seed(0x42), None).await;
         let (b, _, _) = Node::start("arti-b", &cfg, seed(0x17), None).await;
         let (arti_a, arti_b) = (a.arti.clone(), b.arti.clone());
@@ -650,7 +535,7 @@ fn across_time_period_boundary() {
                 tokio::spawn(echo(s));
             }
         });
-        let mut control2 = Control::open(net.client(1)).await;
+        let mut control2 = Control::open(net.client_json(1)).await;
         let reply = control2
             .command(&format!(
                 "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port={TORCHAT_PORT},{local}"
@@ -663,8 +548,11 @@ fn across_time_period_boundary() {
                 .unwrap(),
         )
         .unwrap();
-        let mut control1 = Control::open(net.client(0)).await;
-        let socks = net.client(0)["socks_addr"].as_str().unwrap().to_string();
+        let mut control1 = Control::open(net.client_json(0)).await;
+        let socks = net.client_json(0)["socks_addr"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let host_a = format!("{}.onion", arti_a.id().as_str());
 
         let (mut ctor_to_a, mut b_to_a, mut a_to_ctor) =
@@ -750,4 +638,181 @@ fn across_time_period_boundary() {
     });
     drop(rt);
     drop(dirs);
+}
+
+/// One probe of the boundary benchmark.
+struct Probe {
+    /// Seconds from the nearest time-period boundary (negative: before it).
+    offset: f64,
+    ok: bool,
+    what: String,
+}
+
+/// Unix time in seconds (f64).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The onion-service time-period boundaries of a test network with voting interval `v`
+/// seconds, as C tor computes them: periods of 24 v, offset by 12 v (the shared-random phase),
+/// counted in whole minutes since the epoch.
+fn boundaries_after(t: f64, v: u64, n: usize) -> Vec<f64> {
+    let period_min = 24 * v / 60;
+    let offset_min = 12 * v / 60;
+    let mut m = (t / 60.0) as u64 + 1;
+    let mut out = vec![];
+    while out.len() < n {
+        if (m - offset_min).is_multiple_of(period_min) {
+            out.push((m * 60) as f64);
+        }
+        m += 1;
+    }
+    out
+}
+
+/// Hosts a service with our Arti transport on a private network (15 s voting, 6-min time
+/// periods) and probes it every 10 s from a C tor client whose descriptor cache is dropped
+/// before each probe (`SIGNAL NEWNYM`), one attempt each, until `boundaries` boundaries have
+/// passed (plus 90 s). Returns every probe.
+async fn probe_across_boundaries(boundaries: usize, republish: bool) -> Vec<Probe> {
+    let net = Network::start_temp(&Options {
+        clients: 1,
+        voting_interval: Some(15),
+    });
+    let v = net.voting_interval();
+    let mut cfg = ArtiConfig::from_private_tor_net(&net.dir).unwrap();
+    cfg.republish = republish;
+    cfg.reachability_check_secs = 0;
+    let (node, _, _) = Node::start("arti", &cfg, seed(0x42), None).await;
+    let arti = node.arti.clone();
+    let Node { events, data, .. } = node;
+    serve_echo("arti", events);
+    let mut control = Control::open(net.client_json(0)).await;
+    let socks = net.client_json(0)["socks_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = format!("{}.onion", arti.id().as_str());
+    let marks = boundaries_after(unix_now(), v, boundaries);
+    let end = marks[boundaries - 1] + 90.0;
+    eprintln!(
+        "probing every 10 s across {boundaries} boundaries (republish {republish}), {:.0} s",
+        end - unix_now()
+    );
+    let mut probes = vec![];
+    while unix_now() < end {
+        let started = Instant::now();
+        let _ = control.command("SIGNAL NEWNYM").await;
+        let at = unix_now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            socks5_connect(&socks, &host, TORCHAT_PORT),
+        )
+        .await;
+        let (ok, what) = match r {
+            Ok(Ok(mut s)) => {
+                let ok = tokio::time::timeout(Duration::from_secs(10), async {
+                    s.write_all(b"probe\n").await.is_ok() && {
+                        let mut b = [0u8; 6];
+                        s.read_exact(&mut b).await.is_ok() && &b == b"probe\n"
+                    }
+                })
+                .await
+                .unwrap_or(false);
+                (ok, "answered".to_string())
+            }
+            Ok(Err(e)) => (false, e),
+            Err(_) => (false, "no answer in 30 s".to_string()),
+        };
+        let nearest = marks
+            .iter()
+            .copied()
+            .min_by(|a, b| (a - at).abs().total_cmp(&(b - at).abs()))
+            .unwrap();
+        eprintln!(
+            "probe at {:+7.1} s from a boundary: {} ({what})",
+            at - nearest,
+            if ok { "ok" } else { "FAILED" }
+        );
+        probes.push(Probe {
+            offset: at - nearest,
+            ok,
+            what,
+        });
+        tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
+    }
+    drop(arti);
+    drop(control);
+    drop(net);
+    drop(data);
+    probes
+}
+
+fn report(name: &str, probes: &[Probe]) -> usize {
+    let failed: Vec<&Probe> = probes.iter().filter(|p| !p.ok).collect();
+    let worst = failed
+        .iter()
+        .map(|p| p.offset)
+        .fold(None::<(f64, f64)>, |acc, o| match acc {
+            None => Some((o, o)),
+            Some((lo, hi)) => Some((lo.min(o), hi.max(o))),
+        });
+    eprintln!(
+        "FIGURE {name}: {} of {} probes answered; failures {}",
+        probes.len() - failed.len(),
+        probes.len(),
+        match worst {
+            None => "none".to_string(),
+            Some((lo, hi)) => format!(
+                "between {lo:+.0} s and {hi:+.0} s of a boundary ({})",
+                failed
+                    .iter()
+                    .map(|p| p.what.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }
+    );
+    failed.len()
+}
+
+/// The benchmark of the issue "links that come back" (fact 5): ≥ 4 time-period boundaries,
+/// probes from a fresh C tor client every 10 s; goal 100 % answered.
+/// `TORCHAT_BOUNDARIES` (default 4), `TORCHAT_ARTI_REPUBLISH=0` to measure without the
+/// workaround. Run with `cargo test --release -p torchat-arti --test private_net
+/// time_period_boundaries -- --ignored --nocapture`.
+#[test]
+#[ignore = "takes 25+ minutes; a benchmark"]
+fn time_period_boundaries() {
+    if !tornet::available("time_period_boundaries") {
+        return;
+    }
+    let n: usize = std::env::var("TORCHAT_BOUNDARIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let republish = std::env::var("TORCHAT_ARTI_REPUBLISH").as_deref() != Ok("0");
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let probes = rt.block_on(probe_across_boundaries(n, republish));
+    let name = format!("boundaries n={n} republish={republish}");
+    let failed = report(&name, &probes);
+    drop(rt);
+    if republish {
+        assert_eq!(failed, 0, "probes failed around time-period boundaries");
+    }
 }

@@ -29,23 +29,50 @@ pub struct Config {
     /// Re-send `ping` this often until the buddy authenticates (Python TorChat: 30 s; Pascal
     /// TorChat only answers a ping that arrives after its own connection is up).
     pub reping_interval: Duration,
-    /// Give up on an outgoing connection that is not authenticated after this long.
+    /// A buddy not online this long after both connections were up (ours established, its
+    /// ping received) is handshaken again from scratch on a fresh connection: a wedged
+    /// handshake never lasts longer. Doubles on each restart without success, up to 4×.
     pub handshake_timeout: Duration,
+    /// Our connection is up but the buddy never connected back (no ping from it): start over
+    /// after this long.
+    pub connect_back_timeout: Duration,
     /// Give up on an outgoing connection that is not established after this long (Tor onion
     /// connects usually take seconds, sometimes a minute).
     pub connect_timeout: Duration,
-    /// Close an incoming connection that did not authenticate within this long (PY/TC2: 240 s).
+    /// An incoming connection must send a valid `ping` within this long, or it is closed.
+    pub ping_timeout: Duration,
+    /// Close an incoming connection whose ping named someone who did not prove it within this
+    /// long (PY/TC2 wait 240 s; the peer's connect-back through Tor takes seconds to a minute).
     pub unauthenticated_timeout: Duration,
-    /// First reconnect delay (randomised ×0.5–1.5), doubled after each failure…
+    /// After a session that was up drops, the first reconnect comes after a random delay in
+    /// this range (spread, so both sides do not dial in the same instant).
+    pub reconnect_after_drop: (Duration, Duration),
+    /// Then attempts back off from this delay, doubling after each failure (randomised
+    /// ×0.75–1.25)…
     pub backoff_initial: Duration,
-    /// …up to this cap.
+    /// …up to this cap while the buddy was online (or added) within [`Config::recent`]…
+    pub backoff_max_recent: Duration,
+    /// …and up to this cap after that. Attempts never stop.
     pub backoff_max: Duration,
+    /// What counts as "recently online" for the backoff cap.
+    pub recent: Duration,
+    /// A refused connection (the peer's Tor answers but nothing listens: its program is
+    /// restarting) is retried at most this long after, whatever the failure count.
+    pub backoff_max_refused: Duration,
+    /// When the network comes back, reconnects to every offline buddy are spread over this
+    /// long.
+    pub network_up_spread: Duration,
+    /// A repeated ping on a connection is answered again at most this often.
+    pub repong_interval: Duration,
     /// Line-size cap for every connection.
     pub max_line: usize,
     /// Cap on open connections (both directions).
     pub max_connections: usize,
-    /// Cap on incoming connections that have not authenticated yet.
+    /// Cap on incoming connections that have not authenticated yet. At the cap, a new one
+    /// evicts the oldest of the least promising (no ping yet, then strangers, then buddies).
     pub max_unauthenticated: usize,
+    /// Cap on unauthenticated incoming connections naming the same id.
+    pub max_unauthenticated_per_id: usize,
     /// Cap on temporary buddies (strangers who pinged us, group members we are not buddies with).
     pub max_temporary_buddies: usize,
     /// Cap on messages queued for one offline buddy; more is refused, never dropped silently.
@@ -71,6 +98,8 @@ pub struct Config {
     pub max_outbox_bytes: usize,
     /// Messages per group remembered for matching relayed copies and late direct copies.
     pub max_tracked_messages: usize,
+    /// File transfer limits and timings.
+    pub files: crate::file::FileConfig,
 }
 
 impl Config {
@@ -86,15 +115,24 @@ impl Config {
             status: Status::Available,
             keepalive_interval: Duration::from_secs(100),
             silence_timeout: Duration::from_secs(240),
-            reping_interval: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(150),
+            reping_interval: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(20),
+            connect_back_timeout: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(120),
-            unauthenticated_timeout: Duration::from_secs(240),
-            backoff_initial: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(30),
+            unauthenticated_timeout: Duration::from_secs(120),
+            reconnect_after_drop: (Duration::from_secs(1), Duration::from_secs(3)),
+            backoff_initial: Duration::from_secs(2),
+            backoff_max_recent: Duration::from_secs(60),
             backoff_max: Duration::from_secs(600),
+            recent: Duration::from_secs(3600),
+            backoff_max_refused: Duration::from_secs(15),
+            network_up_spread: Duration::from_secs(5),
+            repong_interval: Duration::from_secs(1),
             max_line: torchat_wire::DEFAULT_MAX_LINE,
             max_connections: 1024,
             max_unauthenticated: 64,
+            max_unauthenticated_per_id: 4,
             max_temporary_buddies: 256,
             max_queued_per_buddy: 1000,
             max_unauthenticated_lines: 24,
@@ -106,6 +144,7 @@ impl Config {
             max_outbox_per_member: 1000,
             max_outbox_bytes: 32 * 1024 * 1024,
             max_tracked_messages: 2000,
+            files: crate::file::FileConfig::default(),
         }
     }
 }

@@ -1081,9 +1081,12 @@ impl Node {
         if b.kind == BuddyKind::Blocked {
             return;
         }
-        b.pinned = true;
+        if !b.pinned {
+            b.pinned = true;
+            b.last_seen = Some(b.last_seen.unwrap_or(now));
+        }
         if self.started {
-            self.ensure_outgoing(id, now);
+            self.want_connection(id, now);
         }
     }
 

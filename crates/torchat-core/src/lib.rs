@@ -24,7 +24,9 @@
 //! Outputs ([`Output`]): `Connect` (open a connection to an onion id and report back),
 //! `Transmit` (write bytes, in order), `Close` (close; the core has already forgotten it),
 //! `Event` (tell the user), `Persist` (store a record; do it before performing later outputs,
-//! so that nothing the user sent is transmitted before it is on disk).
+//! so that nothing the user sent is transmitted before it is on disk), `File` (read a block
+//! to send and answer [`Node::file_read`], write a received block, release a file; see
+//! [`FileIo`]).
 //!
 //! ```
 //! use rand_core::SeedableRng;
@@ -44,6 +46,7 @@
 //!         Output::Close { conn } => { /* close */ }
 //!         Output::Event(e) => { /* show */ }
 //!         Output::Persist(r) => { /* store */ }
+//!         Output::File(io) => { /* read or write a transferred file */ }
 //!     }
 //! }
 //! assert!(node.poll_timeout().is_some()); // the connect timeout
@@ -51,6 +54,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod file;
 mod group;
 mod handshake;
 mod node;
@@ -62,12 +66,16 @@ mod timers;
 mod types;
 
 pub use config::Config;
+pub use file::{
+    FileConfig, FileDirection, FileFailure, FileId, FileIo, FileRefusal, FileState, FileStats,
+    TransferRestore, TransferView, FILE_RESUME_EXT,
+};
 pub use group::NO_REDUNDANCY;
 pub use node::{BuddyView, Node, Stats};
 pub use session::DELAYED_PREFIX;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
-    BuddyKind, CommandError, ConnId, Delivery, Event, GroupState, GroupView, MemberChange, MsgId,
-    OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
+    BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, GroupState, GroupView,
+    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
 };

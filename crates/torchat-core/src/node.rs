@@ -9,8 +9,19 @@ use crate::config::Config;
 use crate::state::{Buddy, Conn, Dir, Queued};
 use crate::time::Timestamp;
 use crate::types::{
-    BuddyKind, CommandError, ConnId, Delivery, Event, MsgId, Output, Presence, Record,
+    BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, MsgId, Output, Presence, Record,
 };
+
+/// How a buddy's session or attempt ended, for the reconnect delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// A session that was authenticated dropped.
+    Dropped,
+    /// An attempt failed before authentication.
+    Failed(ConnectError),
+    /// We restarted a wedged handshake ourselves.
+    Stalled,
+}
 
 /// Counters of what the core saw; for diagnostics and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +42,12 @@ pub struct Stats {
     pub non_member_packets: u64,
     /// Signed group messages whose signature did not verify (dropped).
     pub bad_signatures: u64,
+    /// Unauthenticated incoming connections closed to make room for new ones.
+    pub evicted_connections: u64,
+    /// Handshakes restarted because they did not finish in time.
+    pub handshake_restarts: u64,
+    /// Pongs sent again for a ping the peer repeated.
+    pub repeated_pongs: u64,
 }
 
 /// The TorChat protocol state machine. See the crate docs for the driving contract.
@@ -41,6 +58,12 @@ pub struct Node {
     pub(crate) buddies: BTreeMap<OnionId, Buddy>,
     pub(crate) out: VecDeque<Output>,
     next_conn: u64,
+    /// Counts pings, so that the newest cookie of a peer is known.
+    pub(crate) ping_seq: u64,
+    /// Secret from which the cookie of our pings to each peer is derived: the same cookie for
+    /// a peer for as long as we run, even if we forget it in between (Python TorChat pongs
+    /// the last cookie it saw as soon as it reconnects).
+    cookie_secret: [u8; 32],
     pub(crate) stats: Stats,
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
@@ -48,6 +71,7 @@ pub struct Node {
     /// When `start` ran, and message ids made since (see [`MsgId::ordered`]).
     msg_epoch: u64,
     msg_count: u64,
+    pub(crate) files: crate::file::Files,
 }
 
 impl std::fmt::Debug for Node {
@@ -83,20 +107,25 @@ pub struct BuddyView {
 
 impl Node {
     /// A node for `cfg`, drawing cookies and ids from `rng` (seed it in tests).
-    pub fn new(cfg: Config, rng: Box<dyn RngCore + Send>) -> Self {
+    pub fn new(cfg: Config, mut rng: Box<dyn RngCore + Send>) -> Self {
+        let mut cookie_secret = [0u8; 32];
+        rng.fill_bytes(&mut cookie_secret);
         Node {
+            cookie_secret,
             cfg,
             rng,
             conns: BTreeMap::new(),
             buddies: BTreeMap::new(),
             out: VecDeque::new(),
             next_conn: 1,
+            ping_seq: 0,
             stats: Stats::default(),
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
             msg_epoch: 0,
             msg_count: 0,
+            files: Default::default(),
         }
     }
 
@@ -153,27 +182,68 @@ impl Node {
             .map(|(id, _)| id.clone())
             .collect();
         for id in wanted {
+            // Until we know better, a buddy from before the restart counts as recently seen.
+            if let Some(b) = self.buddies.get_mut(&id) {
+                b.last_seen = Some(b.last_seen.unwrap_or(now));
+            }
             self.ensure_outgoing(&id, now);
         }
     }
 
     // ----- network inputs -----
 
-    /// The shell accepted an incoming connection. Returns its handle, or `None` when the
-    /// connection caps are reached (the shell closes the socket).
+    /// The shell accepted an incoming connection. Returns its handle, or `None` when every
+    /// connection slot is taken by authenticated sessions (the shell closes the socket).
+    ///
+    /// At the cap on unauthenticated connections the new one is admitted and the least
+    /// promising old one is closed: one that has not pinged yet, then one whose ping named a
+    /// stranger, then one naming a buddy — the oldest first within each — so that a flood of
+    /// idle or slow connections cannot lock a buddy out.
     pub fn accept(&mut self, now: Timestamp) -> Option<ConnId> {
         let unauth = self
             .conns
             .values()
-            .filter(|c| matches!(c.dir, Dir::In) && !c.authenticated)
+            .filter(|c| c.unauthenticated_incoming())
             .count();
-        if self.conns.len() >= self.cfg.max_connections || unauth >= self.cfg.max_unauthenticated {
-            return None;
+        if unauth >= self.cfg.max_unauthenticated || self.conns.len() >= self.cfg.max_connections {
+            let victim = self.eviction_victim(None)?;
+            self.evict(victim, now);
         }
         let id = self.alloc_conn();
         self.conns
             .insert(id, Conn::new(Dir::In, self.cfg.max_line, now));
         Some(id)
+    }
+
+    /// The unauthenticated incoming connection to close to make room (optionally only among
+    /// those naming `claiming`).
+    pub(crate) fn eviction_victim(&self, claiming: Option<&OnionId>) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.unauthenticated_incoming())
+            .filter(|(_, c)| claiming.is_none_or(|id| c.claimed.as_ref() == Some(id)))
+            .min_by_key(|(k, c)| {
+                let rank = match &c.claimed {
+                    None => 0,
+                    Some(id) => match self.buddies.get(id).map(|b| b.kind) {
+                        Some(BuddyKind::Permanent) => 2,
+                        _ if self.buddies.get(id).is_some_and(|b| b.pinned) => 2,
+                        _ => 1,
+                    },
+                };
+                (rank, c.opened_at, **k)
+            })
+            .map(|(k, _)| *k)
+    }
+
+    pub(crate) fn evict(&mut self, conn: ConnId, now: Timestamp) {
+        self.stats.evicted_connections += 1;
+        let id = self.conn_peer(conn);
+        self.event(Event::Misbehaviour {
+            id,
+            what: "unauthenticated connection evicted to make room",
+        });
+        self.close_conn(conn, now);
     }
 
     /// An outgoing connection we asked for is established.
@@ -188,16 +258,56 @@ impl Node {
             return;
         }
         c.established = true;
+        c.established_at = now;
         c.last_rx = now;
         self.send_ping(conn, &to, now);
-        self.maybe_pong(&to);
+        if self.newest_cookie(&to).is_some() {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.both_up_at = Some(now);
+            }
+        }
+        self.answer_pings(&to, None, now);
         self.update_presence(&to);
     }
 
-    /// A connection closed or could not be established. Unknown handles are ignored.
+    /// A connection closed, or an outgoing connect failed for a reason the shell cannot tell
+    /// (see [`Node::handle_connect_failed`]). Unknown handles are ignored.
     pub fn handle_closed(&mut self, conn: ConnId, now: Timestamp) {
         if let Some(c) = self.conns.remove(&conn) {
-            self.after_conn_gone(conn, c, now);
+            let failure = (!c.established).then_some(ConnectError::Other);
+            self.after_conn_gone(conn, c, failure, now);
+        }
+    }
+
+    /// An outgoing connection the core asked for could not be established, and why.
+    pub fn handle_connect_failed(&mut self, conn: ConnId, why: ConnectError, now: Timestamp) {
+        if let Some(c) = self.conns.remove(&conn) {
+            let failure = (!c.established).then_some(why);
+            self.after_conn_gone(conn, c, failure, now);
+        }
+    }
+
+    /// The network is (back) up, e.g. the transport finished bootstrapping or the machine
+    /// got its connection back: every wanted buddy that is offline is tried soon, spread over
+    /// [`Config::network_up_spread`], whatever its backoff said.
+    pub fn network_up(&mut self, now: Timestamp) {
+        let spread = self.cfg.network_up_spread.as_millis() as u64;
+        let ids: Vec<OnionId> = self
+            .buddies
+            .iter()
+            .filter(|(_, b)| b.wanted() && b.out.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let delay = if spread == 0 {
+                0
+            } else {
+                self.rng.next_u64() % spread
+            };
+            if let Some(b) = self.buddies.get_mut(&id) {
+                b.failures = 0;
+                b.next_connect = Some(now + std::time::Duration::from_millis(delay));
+            }
         }
     }
 
@@ -249,7 +359,7 @@ impl Node {
                             let id = id.clone();
                             self.handle_session_packet(&id, other, now);
                         }
-                        _ => self.junk_before_auth(conn, now),
+                        _ => self.before_auth(conn, other, now),
                     }
                 }
             },
@@ -293,10 +403,11 @@ impl Node {
                 self.send(out, &Packet::AddMe(Default::default()));
             }
         }
+        if let Some(b) = self.buddies.get_mut(&id) {
+            b.failures = 0;
+            b.last_seen = Some(now);
+        }
         if self.started {
-            if let Some(b) = self.buddies.get_mut(&id) {
-                b.failures = 0;
-            }
             self.ensure_outgoing(&id, now);
         }
         Ok(())
@@ -398,7 +509,7 @@ impl Node {
                 if let Some(b) = self.buddies.get_mut(to) {
                     b.queue.push_back(Queued { id, text });
                 }
-                self.ensure_outgoing(to, now);
+                self.want_connection(to, now);
             }
         }
         self.event(Event::Delivery {
@@ -485,11 +596,16 @@ impl Node {
         MsgId::ordered(self.msg_epoch, self.msg_count, b)
     }
 
-    /// A fresh cookie: 32 random bytes as 64 lower-case hex characters (printable, no spaces).
-    pub(crate) fn new_cookie(&mut self) -> Vec<u8> {
-        let mut b = [0u8; 32];
-        self.rng.fill_bytes(&mut b);
-        b.iter()
+    /// The cookie of our pings to `id`: SHA-256 of a per-run secret and the id, as 64
+    /// lower-case hex characters (printable, no spaces, unguessable without the secret).
+    pub(crate) fn cookie_for(&self, id: &OnionId) -> Vec<u8> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"torchat ping cookie v1\0");
+        h.update(self.cookie_secret);
+        h.update(id.as_bytes());
+        h.finalize()
+            .iter()
             .flat_map(|x| format!("{x:02x}").into_bytes())
             .collect()
     }
@@ -519,7 +635,7 @@ impl Node {
     pub(crate) fn ready_out(&self, id: &OnionId) -> Option<ConnId> {
         let out = self.buddies.get(id)?.out?;
         let c = self.conns.get(&out)?;
-        (c.established && c.ping_cookie.is_some()).then_some(out)
+        (c.established && c.pinged).then_some(out)
     }
 
     /// Outgoing connections of every buddy that completed the handshake.
@@ -544,60 +660,92 @@ impl Node {
     pub(crate) fn close_conn(&mut self, conn: ConnId, now: Timestamp) {
         if let Some(c) = self.conns.remove(&conn) {
             self.out.push_back(Output::Close { conn });
-            self.after_conn_gone(conn, c, now);
+            self.after_conn_gone(conn, c, None, now);
         }
     }
 
-    /// Bookkeeping after a connection is gone (closed by us or by the network).
-    fn after_conn_gone(&mut self, conn: ConnId, c: Conn, now: Timestamp) {
+    /// Bookkeeping after a connection is gone (closed by us or by the network). `failure`
+    /// is set when it was an outgoing connection that never got established.
+    fn after_conn_gone(
+        &mut self,
+        conn: ConnId,
+        c: Conn,
+        failure: Option<ConnectError>,
+        now: Timestamp,
+    ) {
         let peer = match &c.dir {
             Dir::Out { to } => Some(to.clone()),
-            Dir::In if c.authenticated => c.claimed.clone(),
-            Dir::In => None,
+            Dir::In => c.claimed.clone(),
         };
         let Some(id) = peer else { return };
         let Some(b) = self.buddies.get_mut(&id) else {
             return;
         };
-        let was_ours = b.out == Some(conn) || b.inc == Some(conn);
-        if !was_ours {
+        if b.spare == Some(conn) {
+            b.spare = None;
             return;
         }
-        let failed_before_auth = b.inc.is_none();
-        if b.out == Some(conn) {
-            b.out = None;
+        if b.out != Some(conn) && b.inc != Some(conn) {
+            // An unauthenticated incoming connection (its cookie goes with it), or a stale one.
+            if b.out.is_none() && b.inc.is_none() {
+                self.after_session_end(&id, None, now);
+            }
+            return;
         }
-        if b.inc == Some(conn) {
-            b.inc = None;
-        }
+        let was_up = b.inc.is_some();
         // Losing either connection of a pair ends the session: close the other one too.
-        let other = b.out.or(b.inc);
+        let others: Vec<ConnId> = [b.out, b.inc, b.spare]
+            .into_iter()
+            .flatten()
+            .filter(|o| *o != conn)
+            .collect();
         b.out = None;
         b.inc = None;
+        b.spare = None;
         b.online = false;
-        b.peer_cookie = None;
-        if failed_before_auth {
-            b.failures = b.failures.saturating_add(1);
-        }
-        if let Some(o) = other {
+        for o in others {
             if self.conns.remove(&o).is_some() {
                 self.out.push_back(Output::Close { conn: o });
             }
         }
-        self.after_session_end(&id, now);
+        let how = match failure {
+            _ if was_up => SessionEnd::Dropped,
+            Some(why) => SessionEnd::Failed(why),
+            // It was established (the peer's side answered) and closed before the
+            // handshake finished: the peer is there; retry as soon as after a refusal.
+            None => SessionEnd::Failed(ConnectError::Refused),
+        };
+        self.after_session_end(&id, Some(how), now);
     }
 
-    /// A buddy lost its session: schedule a reconnect or forget a temporary buddy.
-    pub(crate) fn after_session_end(&mut self, id: &OnionId, now: Timestamp) {
+    /// A buddy has no session (any more): schedule the next attempt, or forget a temporary
+    /// buddy nobody needs. `how` is `None` when there was no attempt of ours to judge.
+    pub(crate) fn after_session_end(
+        &mut self,
+        id: &OnionId,
+        how: Option<SessionEnd>,
+        now: Timestamp,
+    ) {
+        self.files_session_ended(id, now);
         let Some(b) = self.buddies.get(id) else {
             return;
         };
-        if b.wanted() {
-            let delay = self.backoff_delay(b.failures);
-            if let Some(b) = self.buddies.get_mut(id) {
-                b.next_connect = Some(now + delay);
+        // A stranger whose ping waits for our pong is worth a connection too.
+        if b.wanted() || (b.kind != BuddyKind::Blocked && self.has_claims(id)) {
+            if let Some(how) = how {
+                let delay = self.reconnect_delay(id, how, now);
+                if let Some(b) = self.buddies.get_mut(id) {
+                    if let SessionEnd::Failed(_) = how {
+                        b.failures = b.failures.saturating_add(1);
+                    }
+                    b.next_connect = Some(now + delay);
+                }
             }
-        } else if b.kind == BuddyKind::Temporary && b.out.is_none() && b.inc.is_none() {
+        } else if b.kind == BuddyKind::Temporary
+            && b.out.is_none()
+            && b.inc.is_none()
+            && !self.has_claims(id)
+        {
             self.buddies.remove(id);
             self.event(Event::Presence {
                 id: id.clone(),
@@ -608,13 +756,59 @@ impl Node {
         self.update_presence(id);
     }
 
-    /// Randomised exponential backoff: initial × 2^failures, capped, then × 0.5–1.5.
-    fn backoff_delay(&mut self, failures: u32) -> std::time::Duration {
-        let base = self.cfg.backoff_initial.as_millis() as u64;
-        let cap = self.cfg.backoff_max.as_millis() as u64;
-        let exp = base.saturating_mul(1u64 << failures.min(20)).min(cap);
-        let jitter = 500 + self.rng.next_u32() as u64 % 1001; // per mille, 500..=1500
-        std::time::Duration::from_millis(exp.saturating_mul(jitter) / 1000)
+    /// How long to wait before the next attempt (see `docs/core.md`, "Reconnection").
+    fn reconnect_delay(
+        &mut self,
+        id: &OnionId,
+        how: SessionEnd,
+        now: Timestamp,
+    ) -> std::time::Duration {
+        use std::time::Duration;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let Some(b) = self.buddies.get(id) else {
+            return self.cfg.backoff_max;
+        };
+        let recent = b.last_seen.is_some_and(|t| now.since(t) < self.cfg.recent);
+        let failures = b.failures;
+        let cfg = &self.cfg;
+        let (lo, hi) = match how {
+            SessionEnd::Dropped => (
+                ms(cfg.reconnect_after_drop.0),
+                ms(cfg.reconnect_after_drop.1),
+            ),
+            SessionEnd::Failed(why) => {
+                let mut cap = if recent {
+                    cfg.backoff_max_recent
+                } else {
+                    cfg.backoff_max
+                };
+                if why == ConnectError::Refused {
+                    cap = cap.min(cfg.backoff_max_refused);
+                }
+                let base = ms(cfg.backoff_initial)
+                    .saturating_mul(1u64 << failures.min(20))
+                    .min(ms(cap));
+                (base.saturating_mul(3) / 4, base.saturating_mul(5) / 4)
+            }
+            SessionEnd::Stalled => {
+                let d = ms(cfg.reconnect_after_drop.0);
+                (d / 2, d)
+            }
+        };
+        let span = hi.saturating_sub(lo);
+        let jitter = if span == 0 {
+            0
+        } else {
+            self.rng.next_u64() % (span + 1)
+        };
+        Duration::from_millis(lo + jitter)
+    }
+
+    /// Whether some unauthenticated incoming connection names `id` (its ping is pending).
+    pub(crate) fn has_claims(&self, id: &OnionId) -> bool {
+        self.conns
+            .values()
+            .any(|c| c.unauthenticated_incoming() && c.claimed.as_ref() == Some(id))
     }
 
     /// Closes every connection of a buddy without forgetting it.
@@ -622,11 +816,11 @@ impl Node {
         let Some(b) = self.buddies.get_mut(id) else {
             return;
         };
-        let conns: Vec<ConnId> = b.out.iter().chain(b.inc.iter()).copied().collect();
+        let conns: Vec<ConnId> = [b.out, b.inc, b.spare].into_iter().flatten().collect();
         b.out = None;
         b.inc = None;
+        b.spare = None;
         b.online = false;
-        b.peer_cookie = None;
         for c in conns {
             if self.conns.remove(&c).is_some() {
                 self.out.push_back(Output::Close { conn: c });
@@ -643,17 +837,19 @@ impl Node {
             self.conns.remove(&c);
             self.out.push_back(Output::Close { conn: c });
         }
-        let _ = now;
+        self.files_session_ended(id, now);
         self.update_presence(id);
     }
 
     /// Disconnects and forgets a buddy.
     pub(crate) fn drop_buddy(&mut self, id: &OnionId, now: Timestamp) {
+        self.files_buddy_removed(id, now);
         self.disconnect_buddy(id, now);
         self.buddies.remove(id);
     }
 
-    /// Opens our outgoing connection to `id` unless one exists.
+    /// Opens our outgoing connection to `id` now unless one exists (the buddy pinged us, the
+    /// user asked, we start).
     pub(crate) fn ensure_outgoing(&mut self, id: &OnionId, now: Timestamp) {
         let Some(b) = self.buddies.get(id) else {
             return;
@@ -661,28 +857,52 @@ impl Node {
         if b.out.is_some() || b.kind == BuddyKind::Blocked || *id == self.cfg.own_id {
             return;
         }
-        if self.conns.len() >= self.cfg.max_connections {
-            // Try again later rather than exceed the cap.
-            let delay = self.cfg.backoff_initial;
+        if let Some(conn) = self.open_outgoing(id, now) {
             if let Some(b) = self.buddies.get_mut(id) {
-                b.next_connect = Some(now + delay);
+                b.out = Some(conn);
+                b.next_connect = None;
             }
+            self.update_presence(id);
+        }
+    }
+
+    /// Wants a connection to `id` without hurrying: dials now unless an attempt is running
+    /// or a retry is already scheduled (so that repeated calls cannot defeat the backoff).
+    pub(crate) fn want_connection(&mut self, id: &OnionId, now: Timestamp) {
+        let Some(b) = self.buddies.get(id) else {
             return;
+        };
+        if b.out.is_some() || b.next_connect.is_some() {
+            return;
+        }
+        self.ensure_outgoing(id, now);
+    }
+
+    /// Allocates a connection and asks the shell to dial `id`; `None` at the connection cap
+    /// (a retry is scheduled instead).
+    pub(crate) fn open_outgoing(&mut self, id: &OnionId, now: Timestamp) -> Option<ConnId> {
+        if self.conns.len() >= self.cfg.max_connections {
+            match self.eviction_victim(None) {
+                Some(v) => self.evict(v, now),
+                None => {
+                    let delay = self.cfg.backoff_initial;
+                    if let Some(b) = self.buddies.get_mut(id) {
+                        b.next_connect = Some(now + delay);
+                    }
+                    return None;
+                }
+            }
         }
         let conn = self.alloc_conn();
         self.conns.insert(
             conn,
             Conn::new(Dir::Out { to: id.clone() }, self.cfg.max_line, now),
         );
-        if let Some(b) = self.buddies.get_mut(id) {
-            b.out = Some(conn);
-            b.next_connect = None;
-        }
         self.out.push_back(Output::Connect {
             conn,
             to: id.clone(),
         });
-        self.update_presence(id);
+        Some(conn)
     }
 
     /// The presence a person would see for `id`.

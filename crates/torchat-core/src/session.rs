@@ -36,19 +36,15 @@ impl Node {
             | Packet::TypingThinking(_)
             | Packet::TypingStop(_)
             | Packet::LatencyPong(_)
-            | Packet::BroadcastMessage(_)
-            | Packet::FiledataOk { .. }
-            | Packet::FiledataError { .. }
-            | Packet::FileStopSending { .. }
-            | Packet::FileStopReceiving { .. } => {}
+            | Packet::BroadcastMessage(_) => {}
             Packet::NotImplemented(what) => self.on_not_implemented(id, what.as_deref(), now),
             Packet::LatencyPing(token) => {
                 if let Some(out) = self.ready_out(id) {
                     self.send(out, &Packet::LatencyPong(token));
                 }
             }
-            // File data belongs on our outgoing connection; on this one it is out of place.
-            Packet::Filename { .. } | Packet::Filedata { .. } => {}
+            // Real clients send file packets on both connections (Python TorChat accepts both).
+            p if crate::file::is_file_packet(&p) => self.handle_file_packet(id, p, now),
             // Handled before we get here.
             Packet::Ping { .. } | Packet::Pong { .. } => {}
             p @ (Packet::GroupInvite { .. }
@@ -100,10 +96,13 @@ impl Node {
         }
         let first = !b.online;
         b.online = true;
+        b.last_seen = Some(now);
+        b.stalls = 0;
         self.update_presence(id);
         if first {
             self.flush_queue(id, now);
             self.on_buddy_online(id, now);
+            self.files_buddy_online(id, now);
         }
     }
 
@@ -209,6 +208,6 @@ impl Node {
     /// jtorchat's `disconnect`: it is going away; close and let the backoff reconnect.
     fn disconnect_and_retry(&mut self, id: &OnionId, now: Timestamp) {
         self.disconnect_buddy(id, now);
-        self.after_session_end(id, now);
+        self.after_session_end(id, Some(crate::node::SessionEnd::Dropped), now);
     }
 }

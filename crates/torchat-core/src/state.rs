@@ -24,24 +24,38 @@ pub(crate) struct Conn {
     pub opened_at: Timestamp,
     /// Outgoing: TCP (through Tor) established.
     pub established: bool,
-    /// Outgoing: our ping went out with this cookie.
-    pub ping_cookie: Option<Vec<u8>>,
+    /// Outgoing: when it was established.
+    pub established_at: Timestamp,
+    /// Outgoing: when both connections were up (this one established and a ping from the
+    /// buddy received); the handshake must finish within a few round trips of it.
+    pub both_up_at: Option<Timestamp>,
+    /// Outgoing: our ping (with the buddy's cookie) went out on it.
+    pub pinged: bool,
     /// Outgoing: when we last pinged.
     pub last_ping: Timestamp,
-    /// Outgoing: the pong we sent on it (at most one per connection).
-    pub pong_sent: bool,
+    /// Outgoing: the peer cookie we answered with a `pong` on it, and when. One cookie per
+    /// connection: a newer cookie needs a fresh connection (ruby-torchat drops a link on a
+    /// second pong), but a peer that repeats its ping gets the same pong again.
+    pub ponged: Option<(Vec<u8>, Timestamp)>,
     /// Outgoing: client/version/.../status sent.
     pub info_sent: bool,
     /// Outgoing: next `status` keepalive.
     pub next_keepalive: Timestamp,
     /// Incoming: the id named by the first ping on it.
     pub claimed: Option<OnionId>,
+    /// Incoming: the cookie of the latest ping on it, and the node-wide ping sequence number
+    /// it arrived with (the newest cookie of a peer is the one with the highest number).
+    pub cookie: Option<(Vec<u8>, u64)>,
     /// Incoming: authenticated by a valid pong.
     pub authenticated: bool,
     /// Incoming: when it was authenticated.
     pub authenticated_at: Timestamp,
     /// Incoming: lines we dropped before authentication.
     pub junk_lines: u32,
+    /// Incoming: the latest `status` that arrived before the connection was authenticated
+    /// (a peer that took our pong already says it is online; acted on only once the pong
+    /// authenticates the connection it came on).
+    pub early_status: Option<torchat_wire::Status>,
     /// Last time anything arrived.
     pub last_rx: Timestamp,
 }
@@ -54,17 +68,26 @@ impl Conn {
             decoder: PacketDecoder::new(max_line),
             opened_at: now,
             established,
-            ping_cookie: None,
+            established_at: now,
+            both_up_at: None,
+            pinged: false,
             last_ping: now,
-            pong_sent: false,
+            ponged: None,
             info_sent: false,
             next_keepalive: now,
             claimed: None,
+            cookie: None,
             authenticated: false,
             authenticated_at: now,
             junk_lines: 0,
+            early_status: None,
             last_rx: now,
         }
+    }
+
+    /// An incoming connection that has not proven who is on it.
+    pub fn unauthenticated_incoming(&self) -> bool {
+        matches!(self.dir, Dir::In) && !self.authenticated
     }
 }
 
@@ -79,22 +102,29 @@ pub(crate) struct Queued {
 pub(crate) struct Buddy {
     pub kind: BuddyKind,
     pub alias: Option<String>,
-    /// Our outgoing connection (connecting or up).
+    /// Our outgoing connection of the session (connecting or up).
     pub out: Option<ConnId>,
+    /// A second outgoing connection, opened while the session is up because the buddy pinged
+    /// with a new cookie (it restarted, or someone forged a ping). It replaces `out` if the
+    /// buddy proves itself on a new incoming connection; else it is closed.
+    pub spare: Option<ConnId>,
     /// Its authenticated incoming connection.
     pub inc: Option<ConnId>,
-    /// The cookie from its latest ping, to pong on our outgoing connection.
-    pub peer_cookie: Option<Vec<u8>>,
     /// First `status` received since authentication.
     pub online: bool,
     pub status: Status,
     pub info: PeerInfo,
     pub supports: BTreeSet<String>,
     pub queue: VecDeque<Queued>,
-    /// Failed connection attempts since the last success (drives the backoff).
+    /// Connection attempts that failed since the last authenticated session.
     pub failures: u32,
     /// When to try connecting next, if we want a connection.
     pub next_connect: Option<Timestamp>,
+    /// When the buddy was last online with us, or when we started wanting it (added, pinned):
+    /// a buddy seen recently is retried more eagerly.
+    pub last_seen: Option<Timestamp>,
+    /// Handshakes restarted because they stalled, since the last time it was online.
+    pub stalls: u32,
     /// Last presence reported to the application.
     pub reported: Presence,
     /// Kept alive by something other than the buddy list (group membership).
@@ -107,8 +137,8 @@ impl Buddy {
             kind,
             alias: None,
             out: None,
+            spare: None,
             inc: None,
-            peer_cookie: None,
             online: false,
             status: Status::Available,
             info: PeerInfo::default(),
@@ -116,6 +146,8 @@ impl Buddy {
             queue: VecDeque::new(),
             failures: 0,
             next_connect: None,
+            last_seen: None,
+            stalls: 0,
             reported: Presence::Offline,
             pinned: false,
         }

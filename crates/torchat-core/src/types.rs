@@ -17,6 +17,22 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// Why an outgoing connection could not be established, as far as the transport can tell.
+/// It decides how soon the core tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectError {
+    /// The peer's side answered and refused (nothing listens on its TorChat port: its
+    /// program is down or restarting). Retried soon.
+    Refused,
+    /// The peer's onion service cannot be reached now (no descriptor, introduction or
+    /// rendezvous failed, host unreachable): it is probably offline.
+    Unreachable,
+    /// The connection attempt took too long.
+    TimedOut,
+    /// Anything else (local errors, a transport that is not ready).
+    Other,
+}
+
 /// A message id: 16 bytes, unique for every message we create. Local: it names a message in
 /// our store and our API, never on the wire (signed group messages carry their own random
 /// `msgid`).
@@ -186,12 +202,48 @@ pub enum Event {
         /// The buddy.
         id: OnionId,
     },
-    /// A buddy offered a file; file transfer is not supported, so it was declined.
-    FileDeclined {
+    /// A buddy offers a file: accept it with [`crate::Node::accept_file`] or decline it with
+    /// [`crate::Node::cancel_file`].
+    FileOffer {
+        /// The transfer.
+        file: crate::file::FileId,
+        /// The buddy.
+        from: OnionId,
+        /// The offered file name (untrusted: any bytes, any length up to the cap).
+        name: Vec<u8>,
+        /// Announced size.
+        size: u64,
+    },
+    /// An offer was refused without asking (too big, or from a client that cannot send files).
+    FileRefused {
         /// The buddy.
         from: OnionId,
         /// The offered file name (untrusted).
         name: Vec<u8>,
+        /// Announced size.
+        size: u64,
+        /// Why.
+        reason: crate::file::FileRefusal,
+    },
+    /// A transfer changed state.
+    FileState {
+        /// The transfer.
+        file: crate::file::FileId,
+        /// Its state now.
+        state: crate::file::FileState,
+    },
+    /// A transfer moved (at most every `progress_interval`, and at the end).
+    FileProgress {
+        /// The transfer.
+        file: crate::file::FileId,
+        /// Bytes confirmed (sending) or written (receiving).
+        done: u64,
+        /// Size.
+        size: u64,
+        /// Recent rate, bytes per second.
+        rate: u64,
+        /// Seconds left at that rate.
+        eta_secs: Option<u64>,
     },
     /// Someone invited us to a group.
     GroupInvite {
@@ -420,6 +472,9 @@ pub enum Output {
     },
     /// Tell the application.
     Event(Event),
+    /// Read or write a file for a transfer ([`crate::FileIo`]), in order with the other
+    /// outputs.
+    File(crate::file::FileIo),
     /// Persist.
     Persist(Record),
 }
@@ -458,6 +513,15 @@ pub enum CommandError {
     /// Already a member.
     #[error("already a member")]
     AlreadyMember,
+    /// No such file transfer.
+    #[error("no such file transfer")]
+    NoSuchFile,
+    /// The transfer is not in a state that allows this.
+    #[error("not possible in the transfer's current state")]
+    FileState,
+    /// The buddy's client cannot do this (ruby-torchat cannot receive files).
+    #[error("the buddy's client does not support this")]
+    NotSupported,
 }
 
 /// Where we stand in a group.

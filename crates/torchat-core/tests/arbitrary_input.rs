@@ -50,6 +50,9 @@ enum Op {
     GroupAccept,
     GroupSay,
     GroupInvite(usize),
+    SendFile(usize),
+    /// Accept every offer (true) or cancel every transfer (false).
+    Files(bool),
     /// Accept, ping as IDS[i], let our connect-back succeed, pong with the real cookie.
     Handshake(usize),
 }
@@ -70,6 +73,17 @@ fn line() -> impl Strategy<Value = Line> {
             Just("frobnicate"),
             Just("not_implemented"),
             Just("filename 1 2 3 x"),
+            Just("filename 2 100000 8192 ../y\0z"),
+            Just("filename 3 0 8192 empty"),
+            // md5("x")
+            Just("filedata 2 0 9dd4e461268c8034f5c8564e155c67a6 x"),
+            Just("filedata 2 8192 9dd4e461268c8034f5c8564e155c67a6 x"),
+            Just("filedata 9 0 00000000000000000000000000000000 x"),
+            Just("filedata_ok 1 0"),
+            Just("filedata_ok 1 8192"),
+            Just("filedata_error 1 0"),
+            Just("file_stop_sending 1"),
+            Just("file_stop_receiving 2"),
             Just("disconnect"),
             Just("groupchat_invite 6f012391-883d-4f4f-8d54-52c4227b3ac9"),
             Just("groupchat_participants 6f012391-883d-4f4f-8d54-52c4227b3ac9 peerbbbbbbbbbbbb peercccccccccccc"),
@@ -104,6 +118,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::GroupAccept),
         1 => Just(Op::GroupSay),
         1 => (0..IDS.len()).prop_map(Op::GroupInvite),
+        1 => (0..IDS.len()).prop_map(Op::SendFile),
+        1 => any::<bool>().prop_map(Op::Files),
     ]
 }
 
@@ -145,6 +161,10 @@ impl World {
                     }
                 }
                 Output::Close { conn } => self.conns.retain(|c| *c != conn),
+                Output::File(torchat_core::FileIo::Read { file, offset, len }) => {
+                    let now = self.now;
+                    self.node.file_read(file, offset, vec![b'x'; len], now);
+                }
                 _ => {}
             }
         }
@@ -276,6 +296,19 @@ impl World {
             Op::Block(i) => {
                 let _ = self.node.block(OnionId::parse(IDS[i]).unwrap(), now);
             }
+            Op::SendFile(i) => {
+                let to = OnionId::parse(IDS[i]).unwrap();
+                let _ = self.node.send_file(&to, b"f".to_vec(), 50_000, now);
+            }
+            Op::Files(accept) => {
+                for t in self.node.transfers() {
+                    let _ = if accept {
+                        self.node.accept_file(t.id, now)
+                    } else {
+                        self.node.cancel_file(t.id, now)
+                    };
+                }
+            }
             Op::Send(i) => {
                 let _ =
                     self.node
@@ -288,6 +321,12 @@ impl World {
     fn check(&self) {
         let cfg = self.node.config();
         assert!(self.node.connection_count() <= cfg.max_connections);
+        let ts = self.node.transfers();
+        assert!(ts.iter().filter(|t| !t.state.is_final()).count() <= cfg.files.max_transfers);
+        assert!(ts.len() <= cfg.files.max_transfers + cfg.files.max_finished);
+        for t in &ts {
+            assert!(t.done <= t.size, "{t:?}");
+        }
         assert!(self.node.buddies().len() <= IDS.len());
         assert!(self.node.groups().len() <= cfg.max_groups);
         assert!(self.node.outbox_len() <= IDS.len() * cfg.max_outbox_per_member);

@@ -379,12 +379,7 @@ fn messages_in_an_invited_group_and_a_member_joining_meanwhile() {
     dave.add_buddy(a, None, now).unwrap();
     dave.start(now);
     let d = dave.own_id().clone();
-    net.peers.push(common::Peer {
-        node: dave,
-        events: vec![],
-        records: vec![],
-        outgoing: Default::default(),
-    });
+    net.peers.push(common::Peer::new(dave));
     net.grow();
     let now = net.now;
     net.peers[0].node.add_buddy(d.clone(), None, now).unwrap();
@@ -502,12 +497,7 @@ fn membership_is_rechecked_on_reconnect() {
     let (a, d) = (net.id(0), extra.own_id().clone());
     extra.add_buddy(a, None, net.now).unwrap();
     extra.start(net.now);
-    net.peers.push(common::Peer {
-        node: extra,
-        events: vec![],
-        records: vec![],
-        outgoing: Default::default(),
-    });
+    net.peers.push(common::Peer::new(extra));
     net.grow();
     net.peers[0]
         .node
@@ -838,11 +828,7 @@ fn a_bad_signature_is_a_forgery_dropped_and_reported() {
 fn members_without_the_extension_get_plain_packets() {
     // Our signing node in a group with a peer that announces only `groupchat` (as
     // ruby-torchat does) and one that announces `torchat_signed` too.
-    let mut s = Script {
-        node: signed_node(9),
-        now: torchat_core::Timestamp::from_millis(common::T0),
-        log: vec![],
-    };
+    let mut s = Script::with_node(signed_node(9));
     s.node.start(s.now);
     let (legacy, modern) = (id("rubylegacy"), id("modernpeer"));
     let gid = GroupId::new(GID).unwrap();

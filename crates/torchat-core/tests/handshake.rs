@@ -225,7 +225,7 @@ fn oversize_line_closes_the_connection() {
 }
 
 #[test]
-fn re_ping_until_authenticated_then_give_up_and_back_off() {
+fn re_ping_until_authenticated_then_start_over() {
     let mut s = Script::new("us");
     let b = id("tcpascal");
     let now = s.now;
@@ -233,41 +233,56 @@ fn re_ping_until_authenticated_then_give_up_and_back_off() {
     s.node.start(now);
     s.drain();
     let out = s.connects()[0].0;
-    s.advance(Duration::from_secs(100));
+    s.advance(Duration::from_secs(35));
     let pings = s
         .sent_on(out)
         .iter()
         .filter(|p| matches!(p, Packet::Ping { .. }))
         .count();
-    assert_eq!(pings, 4, "initial ping + one every 30 s");
+    assert_eq!(pings, 4, "initial ping + one every 10 s");
     let cookies: std::collections::BTreeSet<_> =
         s.sent_on(out).iter().map(|p| p.encode()).collect();
     assert_eq!(cookies.len(), 1, "same cookie on every re-ping");
+    // The buddy never connects back: after the connect-back timeout we start over on a
+    // fresh connection, at once — with the same cookie (one per buddy, as Python TorChat).
     s.advance(Duration::from_secs(60));
-    assert!(s.closed(out), "handshake timeout");
-    assert_eq!(s.presence(&b), Presence::Offline);
-    // It reconnects later, with a fresh cookie.
-    s.advance(Duration::from_secs(60));
+    assert!(s.closed(out), "handshake started over");
+    assert_eq!(s.node.stats().handshake_restarts, 1);
     let (out2, _) = s.connects()[1].clone();
-    assert_ne!(s.our_cookie(out2), s.our_cookie(out));
+    assert!(!s.closed(out2));
+    assert_eq!(s.our_cookie(out2), s.our_cookie(out));
 }
 
 #[test]
-fn unauthenticated_incoming_connections_time_out_and_are_capped() {
+fn incoming_connections_must_ping_in_time_and_a_full_table_evicts_the_idlest() {
     let mut s = Script::new("us");
     let max = s.node.config().max_unauthenticated;
-    let conns: Vec<_> = (0..max).map(|_| s.accept()).collect();
+    let idle: Vec<_> = (0..max).map(|_| s.accept()).collect();
+    // At the cap a new connection is still admitted: the oldest idle one makes room.
+    let c = s.node.accept(s.now).expect("admitted at the cap");
+    s.drain();
+    assert!(s.closed(idle[0]) && !s.closed(idle[1]));
+    assert_eq!(s.node.stats().evicted_connections, 1);
+    // A connection that pinged (here: naming a stranger) outlives idle ones.
+    s.feed(c, &ping(&id("stranger"), "x"));
+    for _ in 0..max {
+        s.node.accept(s.now).unwrap();
+        s.drain();
+    }
     assert!(
-        s.node.accept(s.now).is_none(),
-        "cap on unauthenticated connections"
+        !s.closed(c),
+        "a connection that pinged is evicted after the idle ones"
     );
-    s.advance(Duration::from_secs(241));
-    assert!(conns.iter().all(|c| s.closed(*c)));
-    assert!(s.node.accept(s.now).is_some());
+    // No ping within the ping timeout: closed.
+    s.advance(Duration::from_secs(31));
+    assert!(idle[1..].iter().all(|c| s.closed(*c)));
+    assert!(!s.closed(c), "it pinged; it waits for its pong longer");
+    s.advance(Duration::from_secs(90));
+    assert!(s.closed(c), "no pong within the unauthenticated timeout");
 }
 
 #[test]
-fn file_offers_are_declined_on_the_right_connection() {
+fn file_offers_are_offered_to_the_user_and_declined_on_the_right_connection() {
     let mut s = Script::new("us");
     let p = id("peer");
     let (inc, out) = peer_pings(&mut s, &p, "a");
@@ -276,13 +291,21 @@ fn file_offers_are_declined_on_the_right_connection() {
     s.feed(inc, b"status available");
     // The sender writes file packets on the connection WE opened.
     s.feed(out, b"filename 123 10 8192 notes.txt");
+    let file = s
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::FileOffer { file, name, .. } if name == b"notes.txt" => Some(*file),
+            _ => None,
+        })
+        .expect("the offer is shown");
+    // Declining answers on our own connection, never on the peer's.
+    let now = s.now;
+    s.node.cancel_file(file, now).unwrap();
+    s.drain();
     assert!(s
         .sent_on(out)
         .contains(&Packet::FileStopSending { id: "123".into() }));
-    assert!(s
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::FileDeclined { name, .. } if name == b"notes.txt")));
     assert!(!s.wrote_on(inc));
 }
 
@@ -296,17 +319,13 @@ fn replay(section: &str, us: &str, peer: &str, we_start: bool) {
     let lines = transcript::parse(SAMPLES).unwrap();
     let lines: Vec<_> = lines.into_iter().filter(|l| l.section == section).collect();
     let peer_id = OnionId::parse(peer).unwrap();
-    let mut s = Script {
-        node: {
-            let rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9);
-            Node::new(
-                torchat_core::Config::new(OnionId::parse(us).unwrap()),
-                Box::new(rng),
-            )
-        },
-        now: Timestamp::from_millis(T0),
-        log: vec![],
-    };
+    let mut s = Script::with_node({
+        let rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9);
+        Node::new(
+            torchat_core::Config::new(OnionId::parse(us).unwrap()),
+            Box::new(rng),
+        )
+    });
     if we_start {
         let now = s.now;
         s.node.add_buddy(peer_id.clone(), None, now).unwrap();

@@ -148,6 +148,8 @@ enum Op {
     Decline { chan: String },
     Info,
     History { title: String },
+    Files,
+    File { what: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -912,10 +914,30 @@ impl Gateway {
                     &format!("your message {ex} was given up for {n}: it will not reach them"),
                 );
             }
-            Event::FileDeclined { from, name } => {
+            Event::FileOffer { transfer: t } => {
+                let n = self.nick_of(&t.peer);
+                self.notice_me(&format!(
+                    "{n} offers the file \"{}\" ({}): type getfile {} in &torchat to accept, dropfile {} to decline",
+                    t.name,
+                    human_size(t.size),
+                    t.id,
+                    t.id
+                ));
+            }
+            Event::FileState { transfer: t } if t.state != "transferring" => {
+                let line = self.file_line(&t);
+                self.notice_me(&line);
+            }
+            Event::FileRefused {
+                from,
+                name,
+                size,
+                reason,
+            } => {
                 let n = self.nick_of(&from);
                 self.notice_me(&format!(
-                    "{n} offered the file \"{name}\": file transfer is not supported, it was declined"
+                    "{n} offered the file \"{name}\" ({}); refused: {reason}",
+                    human_size(size)
                 ));
             }
             Event::TorProgress { percent, summary } if self.tor_percent != Some(percent) => {
@@ -1237,5 +1259,46 @@ impl Gateway {
             (Kind::Away { .. }, Err(e)) => self.fail("cannot set the status", &e),
             (Kind::Ctl { reply, op }, r) => self.on_control_response(reply, op, r),
         }
+    }
+}
+
+/// `1.5 MB`-style sizes for people.
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl Gateway {
+    /// One transfer as a line: number, direction and buddy, state, progress, name, path.
+    fn file_line(&mut self, t: &torchat_api::Transfer) -> String {
+        let n = self.nick_of(&t.peer);
+        let dir = if t.direction == "send" { "to" } else { "from" };
+        let pct = (t.done.saturating_mul(100))
+            .checked_div(t.size)
+            .unwrap_or(100);
+        let mut line = format!(
+            "file {} {dir} {n}: {} {pct}% of {} \"{}\"",
+            t.id,
+            t.state,
+            human_size(t.size),
+            t.name
+        );
+        if let Some(r) = &t.reason {
+            line.push_str(&format!(" ({r})"));
+        }
+        if let (Some(p), "receive") = (&t.path, t.direction.as_str()) {
+            line.push_str(&format!(" -> {p}"));
+        }
+        line
     }
 }

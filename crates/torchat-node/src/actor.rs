@@ -55,6 +55,18 @@ enum Input {
     Data(ConnId, Vec<u8>),
     Closed(ConnId),
     Connected(ConnId, BoxStream),
+    ConnectFailed(ConnId, torchat_core::ConnectError),
+}
+
+/// What a transport error says about the peer, in the core's terms.
+fn connect_error(e: &torchat_tor::Error) -> torchat_core::ConnectError {
+    use torchat_core::ConnectError as C;
+    match e.failure() {
+        torchat_tor::Failure::Refused => C::Refused,
+        torchat_tor::Failure::Unreachable => C::Unreachable,
+        torchat_tor::Failure::TimedOut => C::TimedOut,
+        torchat_tor::Failure::Other => C::Other,
+    }
 }
 
 /// The answer to one control request.
@@ -124,6 +136,7 @@ pub(crate) struct Actor {
     pub batches: u64,
     pub batched_inputs: u64,
     stop: bool,
+    pub files: crate::files::Files,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -141,6 +154,7 @@ impl Actor {
         transport: Arc<dyn Transport>,
         events: crate::events::Hub,
         log_secrets: bool,
+        files: crate::files::Files,
     ) -> Self {
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
         let me = core.own_id().clone();
@@ -160,6 +174,7 @@ impl Actor {
             batches: 0,
             batched_inputs: 0,
             stop: false,
+            files,
         }
     }
 
@@ -288,6 +303,8 @@ impl Actor {
             }
             TransportEvent::Ready { id } => {
                 tracing::info!(id = %self.who(&id), "onion service ready");
+                // The network is usable (again): buddies we gave up on for now are tried soon.
+                self.core.network_up(now());
                 self.tor.ready = true;
                 self.tor.percent = 100;
                 self.tor.problem = None;
@@ -330,6 +347,11 @@ impl Actor {
                 if self.pending_connects.remove(&conn).is_some() {
                     self.spawn_conn(conn, stream);
                     self.core.handle_connected(conn, now());
+                }
+            }
+            Input::ConnectFailed(conn, why) => {
+                if self.pending_connects.remove(&conn).is_some() {
+                    self.core.handle_connect_failed(conn, why, now());
                 }
             }
         }
@@ -435,6 +457,7 @@ impl Actor {
                     }
                 }
                 Output::Event(e) => self.publish(e),
+                Output::File(io) => crate::files::Files::io(self, io),
             }
         }
         for (conn, data) in writes {
@@ -443,6 +466,9 @@ impl Actor {
     }
 
     fn publish(&mut self, e: Event) {
+        if crate::files::Files::event(self, &e) {
+            return;
+        }
         if let Event::PeerInfo { id, info } = &e {
             // Keep the last known profile of buddies on our list, for display after a restart
             // (written with the next batch).
@@ -483,8 +509,9 @@ impl Actor {
                     let _ = tx.send(Input::Connected(conn, stream)).await;
                 }
                 Err(e) => {
-                    tracing::debug!(%conn, error = %e, "connect failed");
-                    let _ = tx.send(Input::Closed(conn)).await;
+                    let why = connect_error(&e);
+                    tracing::debug!(%conn, error = %e, ?why, "connect failed");
+                    let _ = tx.send(Input::ConnectFailed(conn, why)).await;
                 }
             }
         });

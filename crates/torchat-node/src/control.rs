@@ -31,7 +31,7 @@ fn err(code: &str, msg: impl Into<String>) -> (String, String) {
     (code.to_owned(), msg.into())
 }
 
-fn core_err(e: CommandError) -> (String, String) {
+pub(crate) fn core_err(e: CommandError) -> (String, String) {
     let code = match e {
         CommandError::NotABuddy => "not_a_buddy",
         CommandError::Blocked => "blocked",
@@ -43,6 +43,9 @@ fn core_err(e: CommandError) -> (String, String) {
         CommandError::GroupState => "group_state",
         CommandError::NotOnline => "not_online",
         CommandError::AlreadyMember => "already_member",
+        CommandError::NoSuchFile => "no_such_file",
+        CommandError::FileState => "file_state",
+        CommandError::NotSupported => "not_supported",
         _ => "refused",
     };
     err(code, e.to_string())
@@ -222,6 +225,11 @@ pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
             Ok(json!({}))
         }
         Command::Subscribe => Ok(json!({})),
+        c @ (Command::SendFile { .. }
+        | Command::Files
+        | Command::FileAccept { .. }
+        | Command::FileCancel { .. }
+        | Command::FileAutoAccept { .. }) => crate::files::Files::command(a, c),
         _ => Err(err("bad_request", "unknown command")),
     }
 }

@@ -215,10 +215,6 @@ pub(crate) fn event(e: &Event, me: &torchat_wire::OnionId) -> Option<api::Event>
             to: to.to_string(),
             own: own.map(|o| o.to_string()),
         },
-        Event::FileDeclined { from, name } => api::Event::FileDeclined {
-            from: from.to_string(),
-            name: text(name),
-        },
         _ => return None,
     })
 }

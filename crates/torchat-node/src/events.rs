@@ -39,11 +39,12 @@ impl Hub {
         !self.lock().is_empty()
     }
 
-    /// Publishes an event to every subscriber; never waits.
-    pub fn send(&self, ev: api::Event) {
+    /// Publishes an event to every subscriber; never waits. Returns how many subscribers
+    /// there are.
+    pub fn send(&self, ev: api::Event) -> usize {
         let mut subs = self.lock();
         if subs.is_empty() {
-            return;
+            return 0;
         }
         let ev = Arc::new(ev);
         subs.retain_mut(|s| {
@@ -67,6 +68,7 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        subs.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sub>> {

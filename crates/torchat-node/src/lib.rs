@@ -14,6 +14,7 @@ mod actor;
 mod control;
 mod convert;
 mod events;
+mod files;
 pub mod identity;
 mod persist;
 
@@ -28,6 +29,7 @@ use torchat_wire::{OnionId, Status};
 
 pub use actor::{MAX_PENDING_BYTES, MAX_PENDING_WRITES};
 pub use control::SOCKET;
+pub use files::{sanitize, FilesConfig};
 pub use identity::Identity;
 
 /// How to run a node.
@@ -39,6 +41,8 @@ pub struct NodeConfig {
     pub core: torchat_core::Config,
     /// Log full onion ids (debugging only; off by default).
     pub log_secrets: bool,
+    /// File transfer: download directory, size limit, partial files, auto-accept.
+    pub files: FilesConfig,
 }
 
 /// Errors starting a node.
@@ -104,13 +108,16 @@ pub async fn start(
     let id = cfg.core.own_id.clone();
     let rng = rand_chacha::ChaCha20Rng::from_rng(rand_core::OsRng)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    cfg.core.files.max_size = cfg.files.max_size;
     let mut core = torchat_core::Node::new(cfg.core, Box::new(rng));
     persist::restore(store.as_ref(), &mut core)?;
+    let mut store = store;
+    let files = files::Files::restore(cfg.files.clone(), store.as_mut(), &mut core)?;
     let events = events::Hub::default();
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (control_path, server) = control::serve(&cfg.data_dir, cmd_tx, events.clone()).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets);
+    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets, files);
     let actor = tokio::spawn(a.run(transport_rx, cmd_rx, shutdown_rx));
     tracing::info!(control = %control_path.display(), "node started");
     Ok(NodeHandle {

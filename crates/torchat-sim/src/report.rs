@@ -201,6 +201,23 @@ pub struct Report {
     pub violations: Vec<String>,
     /// Things worth knowing that are not violations (refused commands, lost lines).
     pub notes: Vec<String>,
+    /// How long pairs took to see each other online again once both were running with their
+    /// link up (when the scenario checks `reconnect_within`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<ReconnectStats>,
+}
+
+/// Reconnection times of a run, in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconnectStats {
+    /// Episodes (a pair became able to connect and later saw each other online).
+    pub episodes: usize,
+    /// Median.
+    pub median: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// Longest.
+    pub max: f64,
 }
 
 impl Report {
@@ -281,6 +298,13 @@ impl Report {
         );
         for n in &self.notes {
             let _ = writeln!(s, "  note: {n}");
+        }
+        if let Some(r) = &self.reconnect {
+            let _ = writeln!(
+                s,
+                "  reconnections: {} — median {:.1} s, p95 {:.1} s, max {:.1} s",
+                r.episodes, r.median, r.p95, r.max
+            );
         }
         if self.violations.is_empty() {
             let _ = writeln!(s, "  invariants: ok");

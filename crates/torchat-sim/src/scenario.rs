@@ -305,6 +305,9 @@ pub struct Checks {
     /// Every live member connected at the end (for longer than the settle window plus 5 s)
     /// to a member that received a message directly has that message (redundancy mode).
     pub relay_reaches_connected: bool,
+    /// Two members that are both running, with their link up, see each other online within
+    /// this many seconds (checked every half second). Unset: not checked.
+    pub reconnect_within: Option<f64>,
 }
 
 impl Default for Checks {
@@ -312,6 +315,7 @@ impl Default for Checks {
         Checks {
             members_agree: true,
             relay_reaches_connected: true,
+            reconnect_within: None,
         }
     }
 }

@@ -125,6 +125,8 @@ enum Kind {
     },
     Crash(usize),
     Restart(usize),
+    /// Check that pairs that can connect are online with each other (`reconnect_within`).
+    ReconnectCheck,
     Say(usize),
     Forge(usize),
     Invite {
@@ -236,6 +238,11 @@ pub struct Sim {
     key_wire: BTreeMap<Key, (u64, u64)>,
     lost_keys: BTreeSet<(usize, Key)>,
     online_since: BTreeMap<(usize, usize), u64>,
+    /// Since when each pair of members could have been connected (both running, link up)
+    /// without seeing each other online yet, and whether it was reported late.
+    reconnecting: BTreeMap<(usize, usize), (u64, bool)>,
+    /// Completed reconnection times, ms.
+    reconnect_times: Vec<u64>,
     totals: Totals,
     wire: Vec<WireLine>,
     trace: Vec<String>,
@@ -322,6 +329,8 @@ impl Sim {
             key_wire: BTreeMap::new(),
             lost_keys: BTreeSet::new(),
             online_since: BTreeMap::new(),
+            reconnecting: BTreeMap::new(),
+            reconnect_times: Vec::new(),
             totals: Totals::default(),
             wire: Vec::new(),
             trace: Vec::new(),
@@ -370,6 +379,9 @@ impl Sim {
                 }
             }
             self.gid = Some(gid);
+        }
+        if sc.check.reconnect_within.is_some() {
+            self.push(500, Kind::ReconnectCheck);
         }
         // Faults first, so that faults at t = 0 are in force before anyone connects.
         for d in &sc.down {
@@ -597,6 +609,7 @@ impl Sim {
                 }
             }
             Kind::Crash(i) => self.crash(i),
+            Kind::ReconnectCheck => self.reconnect_check(),
             Kind::ConnectArrive {
                 from,
                 gen,
@@ -759,6 +772,47 @@ impl Sim {
         }
     }
 
+    /// The reconnection invariant: members that are both running with their link up see each
+    /// other online within `check.reconnect_within` seconds.
+    fn reconnect_check(&mut self) {
+        let Some(limit) = self.sc.check.reconnect_within else {
+            return;
+        };
+        let members = self.sc.members();
+        for (x, &a) in members.iter().enumerate() {
+            for &b in &members[x + 1..] {
+                let able = self.alive(a) && self.alive(b) && !self.is_down(a, b);
+                let online = self.online_since.contains_key(&(a, b))
+                    && self.online_since.contains_key(&(b, a));
+                match (able && !online, self.reconnecting.get(&(a, b)).copied()) {
+                    (true, None) => {
+                        self.reconnecting.insert((a, b), (self.now, false));
+                    }
+                    (true, Some((since, false))) if self.now.saturating_sub(since) > ms(limit) => {
+                        self.violations.push(format!(
+                            "t={:.1}s n{a} and n{b} have both been running with their link up \
+                             since t={:.1}s and are still not online with each other",
+                            secs(self.now),
+                            secs(since)
+                        ));
+                        self.reconnecting.insert((a, b), (since, true));
+                    }
+                    (false, Some((since, _))) => {
+                        if able && online {
+                            self.reconnect_times.push(self.now.saturating_sub(since));
+                        }
+                        self.reconnecting.remove(&(a, b));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let next = self.now + 500;
+        if next <= ms(self.sc.duration) {
+            self.push(next, Kind::ReconnectCheck);
+        }
+    }
+
     fn crash(&mut self, i: usize) {
         self.tr(|| format!("n{i} CRASH"));
         if !self.alive(i) {
@@ -901,6 +955,8 @@ impl Sim {
                 Output::Transmit { conn, data } => self.on_transmit(i, conn, data, false),
                 Output::Close { conn } => self.on_close(i, conn),
                 Output::Event(e) => self.on_event(i, e),
+                // The simulator moves no files.
+                Output::File(_) => {}
             }
         }
         let next = self.slots[i]
@@ -1645,6 +1701,20 @@ impl Sim {
                 totals.lost_lines, totals.lost_group_lines
             ));
         }
+        let reconnect = self.sc.check.reconnect_within.map(|_| {
+            let mut t = self.reconnect_times.clone();
+            t.sort_unstable();
+            let pct = |p: usize| {
+                t.get(t.len().saturating_sub(1) * p / 100)
+                    .map_or(0.0, |v| secs(*v))
+            };
+            crate::report::ReconnectStats {
+                episodes: t.len(),
+                median: pct(50),
+                p95: pct(95),
+                max: pct(100),
+            }
+        });
         Report {
             scenario: self.sc.name.clone(),
             seed: self.seed,
@@ -1657,6 +1727,7 @@ impl Sim {
             members,
             violations: self.violations,
             notes: self.notes,
+            reconnect,
         }
     }
 }

@@ -330,3 +330,22 @@ fn random_scenarios_with_leaves_keep_the_invariants() {
 fn concurrent_invites_agree() {
     run_clean(&load("invite-concurrent"));
 }
+
+/// Churn (issue "links that come back"): three members crash and restart 24 times in all
+/// while six members talk; whoever runs with a working link is back online with the others
+/// within 10 s of both being up (checked every half second), and every message reaches every
+/// member that is running when it is said.
+#[test]
+fn churn_reconnects_within_seconds_and_delivers_everything() {
+    let sc = load("churn");
+    for r in run_clean(&sc) {
+        let rc = r.reconnect.clone().unwrap();
+        assert!(rc.episodes >= 100, "{rc:?}");
+        assert!(rc.p95 <= 6.0, "{rc:?}");
+        assert!(
+            r.totals.pairs_displayed == r.totals.pairs_expected,
+            "{}",
+            r.to_text()
+        );
+    }
+}

@@ -7,7 +7,7 @@ use torchat_wire::{GroupId, OnionId};
 use crate::op::validate_all;
 use crate::{
     Buddy, Claim, Conversation, Delivery, Direction, Error, Group, Member, MsgId, Op, OutboxEntry,
-    QueuedPacket, Result, RowId, Store, StoredMessage,
+    QueuedPacket, Result, RowId, Store, StoredMessage, Transfer,
 };
 
 /// A [`Store`] kept in memory: same semantics as [`SqliteStore`](crate::SqliteStore) (ordering,
@@ -36,6 +36,8 @@ struct State {
     outbox: BTreeMap<(MsgId, String), OutboxEntry>,
     /// Queued packets in insertion order.
     packets: Vec<QueuedPacket>,
+    /// File transfers by id.
+    transfers: BTreeMap<u64, Transfer>,
     /// The largest row ever assigned.
     last_row: u64,
 }
@@ -183,6 +185,8 @@ impl State {
                 self.packets.retain(|p| p.id != *id);
                 (before - self.packets.len()) as u64
             }
+            Op::UpsertTransfer(t) => b(self.transfers.insert(t.id, t.clone()).is_none()),
+            Op::RemoveTransfer { id } => b(self.transfers.remove(id).is_some()),
         })
     }
 
@@ -384,5 +388,9 @@ impl Store for MemoryStore {
 
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>> {
         Ok(self.state.packets.clone())
+    }
+
+    fn transfers(&self) -> Result<Vec<Transfer>> {
+        Ok(self.state.transfers.values().cloned().collect())
     }
 }

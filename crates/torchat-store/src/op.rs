@@ -9,7 +9,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Delivery, Error, Group, GroupState, Member, Message, MsgId, OutboxEntry,
-    QueuedPacket, Result, Trust,
+    QueuedPacket, Result, Transfer, Trust,
 };
 
 /// One write. The number each op yields in [`Store::apply`]'s result is documented per variant.
@@ -105,6 +105,13 @@ pub enum Op {
         /// Entry id.
         id: MsgId,
     },
+    /// Inserts or replaces a file transfer. Yields 1 if new, 0 if replaced.
+    UpsertTransfer(Transfer),
+    /// Removes a file transfer. Yields 1 if it existed.
+    RemoveTransfer {
+        /// Its id.
+        id: u64,
+    },
 }
 
 /// The largest timestamp the store keeps (SQLite integers are signed 64-bit).
@@ -150,7 +157,20 @@ impl Op {
             }
             Op::OutboxAttempt { next_at, .. } => time("outbox next_at", *next_at),
             Op::QueuePacket(q) => time("queued packet expires_at", q.expires_at),
-            Op::DequeuePacket { .. } => Ok(()),
+            Op::DequeuePacket { .. } | Op::RemoveTransfer { .. } => Ok(()),
+            Op::UpsertTransfer(t) => {
+                time("transfer created_at", t.created_at)?;
+                time("transfer updated_at", t.updated_at)?;
+                if !crate::TRANSFER_STATES.contains(&t.state.as_str()) {
+                    return Err(Error::Invalid(format!("transfer state {:?}", t.state)));
+                }
+                for (what, v) in [("id", t.id), ("size", t.size), ("done", t.done)] {
+                    if v > i64::MAX as u64 {
+                        return Err(Error::Invalid(format!("transfer {what} {v} too large")));
+                    }
+                }
+                Ok(())
+            }
             // `now` is only compared with stored (valid) times, so any value works.
             Op::OutboxExpire { .. }
             | Op::PutSetting { .. }

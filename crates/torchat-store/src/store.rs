@@ -4,7 +4,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Conversation, Delivery, Group, GroupState, Member, Message, MsgId, Op,
-    OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Trust,
+    OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Transfer, Trust,
 };
 
 /// Durable storage for one torchat node.
@@ -55,6 +55,8 @@ pub trait Store: Send {
     fn claims(&self, id: &MsgId) -> Result<Vec<Claim>>;
     /// Every queued packet, oldest first.
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>>;
+    /// Every file transfer, ordered by id.
+    fn transfers(&self) -> Result<Vec<Transfer>>;
     /// The whole outbox, ordered by `created_at`, message id, destination.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
     /// Write transactions committed since the store was opened (for the SQLite store each is

@@ -358,3 +358,49 @@ pub struct QueuedPacket {
     /// Our own message it delivers, if it is one.
     pub own: Option<MsgId>,
 }
+
+/// The states a stored file transfer can be in (`Transfer::state`).
+pub const TRANSFER_STATES: &[&str] = &[
+    "queued",
+    "offered",
+    "transferring",
+    "paused",
+    "complete",
+    "cancelled",
+    "failed",
+];
+
+/// A file transfer, as the node keeps it across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// Local id (the core's transfer number).
+    pub id: u64,
+    /// `Out`: we send it; `In`: we receive it.
+    pub direction: Direction,
+    /// The buddy.
+    pub peer: OnionId,
+    /// The transfer id on the wire.
+    pub wire_id: String,
+    /// The name as offered (untrusted bytes when received).
+    pub name: Vec<u8>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes confirmed or stored when last written.
+    pub done: u64,
+    /// One of [`TRANSFER_STATES`].
+    pub state: String,
+    /// Why it failed or who cancelled it, when it did.
+    pub reason: Option<String>,
+    /// The peer resumes after a disconnect.
+    pub resumable: bool,
+    /// The receiver accepted.
+    pub accepted: bool,
+    /// The local file: what we send, or where a received file is (or will be) saved.
+    pub path: Option<Vec<u8>>,
+    /// While receiving: the partial file.
+    pub part: Option<Vec<u8>>,
+    /// When it was created (ms).
+    pub created_at: u64,
+    /// When it was last written (ms).
+    pub updated_at: u64,
+}

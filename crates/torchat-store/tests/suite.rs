@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use torchat_store::{
     BuddyKind, Claim, Conversation, Delivery, Direction, Error, GroupState, Member, Message, Op,
-    OutboxEntry, QueuedPacket, RowId, Store, Trust, MAX_TIME,
+    OutboxEntry, QueuedPacket, RowId, Store, Transfer, Trust, MAX_TIME,
 };
 
 /// Generates one `#[test]` per case for one implementation.
@@ -24,7 +24,7 @@ macro_rules! suite {
                 outbox_lifecycle, outbox_needs_a_stored_message, batch_results,
                 batch_is_all_or_nothing, invalid_values_are_rejected, packet_queue_keeps_order,
                 queued_messages_are_the_unsent_outgoing_ones, batch_sees_its_own_earlier_ops,
-                commits_are_counted);
+                commits_are_counted, transfers_roundtrip);
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -613,5 +613,46 @@ mod cases {
             vec![1, 0]
         );
         assert_eq!(s.queued_packets().unwrap(), vec![q(3, 'b'), q(2, 'b')]);
+    }
+
+    pub fn transfers_roundtrip(s: &mut dyn Store) {
+        let t = Transfer {
+            id: 7,
+            direction: Direction::In,
+            peer: torchat_wire::OnionId::parse("abcdefghijklmnop").unwrap(),
+            wire_id: "4271718197".into(),
+            name: b"../odd\0name".to_vec(),
+            size: 20480,
+            done: 8192,
+            state: "transferring".into(),
+            reason: None,
+            resumable: true,
+            accepted: true,
+            path: Some(b"/tmp/odd name".to_vec()),
+            part: Some(b"/tmp/odd name.part".to_vec()),
+            created_at: 1,
+            updated_at: 2,
+        };
+        assert_eq!(s.apply(&[Op::UpsertTransfer(t.clone())]).unwrap(), [1]);
+        let mut t2 = t.clone();
+        t2.state = "failed".into();
+        t2.reason = Some("stalled".into());
+        t2.id = 3;
+        t2.direction = Direction::Out;
+        t2.path = None;
+        t2.part = None;
+        assert_eq!(s.apply(&[Op::UpsertTransfer(t2.clone())]).unwrap(), [1]);
+        assert_eq!(s.transfers().unwrap(), [t2.clone(), t.clone()]);
+        let mut t3 = t.clone();
+        t3.done = 20480;
+        t3.state = "complete".into();
+        assert_eq!(s.apply(&[Op::UpsertTransfer(t3.clone())]).unwrap(), [0]);
+        assert_eq!(s.transfers().unwrap(), [t2.clone(), t3]);
+        let mut bad = t.clone();
+        bad.state = "bogus".into();
+        assert!(s.apply(&[Op::UpsertTransfer(bad)]).is_err());
+        assert_eq!(s.apply(&[Op::RemoveTransfer { id: 7 }]).unwrap(), [1]);
+        assert_eq!(s.apply(&[Op::RemoveTransfer { id: 7 }]).unwrap(), [0]);
+        assert_eq!(s.transfers().unwrap(), [t2]);
     }
 }

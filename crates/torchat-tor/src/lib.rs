@@ -108,6 +108,62 @@ pub enum Error {
     /// The transport is still starting (Tor is bootstrapping); try again later.
     #[error("the transport is not ready yet")]
     NotReady,
+    /// The destination could not be reached (embedded Tor: descriptor not found, introduction
+    /// or rendezvous failed).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The destination answered and refused the connection (nothing listens on its port).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The connection attempt took too long.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+}
+
+/// What a failed connection attempt says about the peer, for the reconnect policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The peer's side answered and refused: its program is down or restarting.
+    Refused,
+    /// The peer cannot be reached now: probably offline.
+    Unreachable,
+    /// The attempt took too long.
+    TimedOut,
+    /// Local trouble or unknown.
+    Other,
+}
+
+impl Error {
+    /// What this error says about the peer (see [`Failure`]).
+    pub fn failure(&self) -> Failure {
+        use socks::SocksError as S;
+        match self {
+            Error::Io(e) => match e.kind() {
+                io::ErrorKind::ConnectionRefused => Failure::Refused,
+                io::ErrorKind::TimedOut => Failure::TimedOut,
+                io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                    Failure::Unreachable
+                }
+                _ => Failure::Other,
+            },
+            Error::NoRoute | Error::Unreachable(_) => Failure::Unreachable,
+            Error::Refused(_) => Failure::Refused,
+            Error::TimedOut(_) => Failure::TimedOut,
+            Error::Socks(s) => match s {
+                S::ConnectionRefused => Failure::Refused,
+                S::TtlExpired | S::OnionIntroTimedOut | S::Timeout => Failure::TimedOut,
+                S::HostUnreachable
+                | S::NetworkUnreachable
+                | S::OnionDescriptorNotFound
+                | S::OnionIntroFailed
+                | S::OnionRendezvousFailed => Failure::Unreachable,
+                _ => Failure::Other,
+            },
+            Error::Config(_) | Error::Proxy(_) | Error::Control(_) | Error::NotReady => {
+                Failure::Other
+            }
+        }
+    }
 }
 
 /// A way to reach onion ids. Started by its constructor with a channel for its events.

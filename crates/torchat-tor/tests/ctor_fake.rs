@@ -113,11 +113,16 @@ async fn fake_tor(script: Script, cookie_file: String, password: Option<&'static
                     if script == Script::WrongId {
                         id = keys::onion_id(&[9; 32]);
                     }
-                    let port = words.next().unwrap().strip_prefix("Port=").unwrap();
+                    let args: Vec<&str> = words.collect();
+                    let port = args.iter().find_map(|w| w.strip_prefix("Port=")).unwrap();
                     let (virt, to) = port.split_once(',').unwrap();
                     assert_eq!(virt, TORCHAT_PORT.to_string());
                     *t.lock().unwrap() = Some(to.parse().unwrap());
-                    assert_eq!(words.next(), None, "no flags: the service is not detached");
+                    // DoS defences, and the service is not detached.
+                    assert!(args.contains(&"MaxStreams=4"), "{args:?}");
+                    assert!(args.contains(&"PoWDefensesEnabled=1"), "{args:?}");
+                    assert!(args.contains(&"Flags=MaxStreamsCloseCircuit"), "{args:?}");
+                    assert!(!args.iter().any(|a| a.contains("Detach")), "{args:?}");
                     let tx = tx.clone();
                     let a = id.to_string();
                     tokio::spawn(async move {

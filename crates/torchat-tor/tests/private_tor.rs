@@ -11,66 +11,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::exchange;
 use tokio::sync::mpsc;
+use torchat_testkit::tornet::{self, Network};
 use torchat_tor::ctor::{CTor, CTorConfig, CTorMode, ControlAuth};
 use torchat_tor::{Transport, TransportEvent};
-
-fn script() -> PathBuf {
-    match std::env::var_os("TORCHAT_PRIVATE_TOR_NET") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/private-tor-net"),
-    }
-}
-
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
-}
-
-/// Stops the network when dropped, also when the test fails.
-struct Network {
-    script: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let out = Command::new("python3")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => eprintln!("private-tor-net stopped"),
-            Ok(o) => eprintln!(
-                "private-tor-net stop failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("private-tor-net stop failed: {e}"),
-        }
-    }
-}
-
-fn run(script: &Path, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "private-tor-net {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Waits for `Ready`, printing the other events.
 async fn wait_ready(name: &str, rx: &mut mpsc::Receiver<TransportEvent>) {
@@ -102,31 +50,14 @@ async fn next_incoming(rx: &mut mpsc::Receiver<TransportEvent>) -> torchat_tor::
 
 /// True if everything is there; else prints SKIP (or fails under `TORCHAT_REQUIRE_TOR=1`).
 fn have(test: &str, need_network: bool) -> bool {
-    let require = std::env::var("TORCHAT_REQUIRE_TOR").as_deref() == Ok("1");
-    let missing: Vec<&str> = [
-        (!on_path("tor")).then_some("tor (apt-get install -y tor)"),
-        (need_network && !on_path("python3")).then_some("python3"),
-        (need_network && !script().is_file()).then_some("the private-tor-net script"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return true;
+    if need_network {
+        return tornet::available(test);
     }
-    assert!(
-        !require,
-        "TORCHAT_REQUIRE_TOR=1 but missing: {}",
-        missing.join(", ")
-    );
-    // Written to stderr directly, not with `println!`, so that the test harness does not
-    // swallow it.
-    let line = format!(
-        "SKIP {test}: missing {} (set TORCHAT_REQUIRE_TOR=1 to fail instead)\n",
-        missing.join(", ")
-    );
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-    false
+    let missing: Vec<&str> = (!torchat_testkit::on_path("tor"))
+        .then_some("tor (apt-get install -y tor)")
+        .into_iter()
+        .collect();
+    torchat_testkit::can_run(test, "TORCHAT_REQUIRE_TOR", &missing)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,33 +65,14 @@ async fn managed_and_existing_tor_talk_over_a_private_network() {
     if !have("managed_and_existing_tor_talk_over_a_private_network", true) {
         return;
     }
-    let script = script();
-
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
     let started = Instant::now();
-    let net = Network {
-        script: script.clone(),
-        dir: dir.clone(),
-    };
-    run(&script, &["start", dir.to_str().unwrap(), "--clients", "2"]);
-    eprintln!(
-        "private-tor-net started in {:.1} s",
-        started.elapsed().as_secs_f32()
-    );
-
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("network.json")).unwrap()).unwrap();
-    let client1 = &json["clients"][0];
-    let port = |k: &str| -> u16 { client1[k].as_u64().unwrap().try_into().unwrap() };
-    let control = ([127, 0, 0, 1], port("control_port")).into();
-    let socks = ([127, 0, 0, 1], port("socks_port")).into();
-    let cookie = PathBuf::from(client1["cookie_file"].as_str().unwrap());
-    let extra: Vec<String> = run(&script, &["client-torrc", dir.to_str().unwrap()])
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
+    let net = Network::start(&tmp.path().join("net"), 2);
+    let (control_port, socks_port, cookie) = net.client(0);
+    let control = ([127, 0, 0, 1], control_port).into();
+    let socks = ([127, 0, 0, 1], socks_port).into();
+    let cookie = PathBuf::from(cookie);
+    let extra = net.client_torrc();
 
     // (a) managed tor, joining the private network.
     let seed_a = [0xA1u8; 32];

@@ -177,7 +177,7 @@ pub struct TorState {
 }
 
 #[derive(Debug, Clone)]
-enum Pending {
+pub(crate) enum Pending {
     Info,
     Buddies,
     Groups,
@@ -188,14 +188,16 @@ enum Pending {
     Create,
     Members { gid: String },
     Simple { done: String, then: After },
+    Files,
 }
 
 #[derive(Debug, Clone)]
-enum After {
+pub(crate) enum After {
     Nothing,
     Buddies,
     Groups,
     Status(String),
+    Files,
 }
 
 /// The whole UI state.
@@ -217,6 +219,12 @@ pub struct App {
     pub(crate) size: (u16, u16),
     pub(crate) utc_offset_secs: i64,
     pub(crate) now: u64,
+    /// File transfers by number.
+    pub(crate) files: BTreeMap<u64, torchat_api::Transfer>,
+    /// A `files` request is under way.
+    pub(crate) files_loading: bool,
+    /// `$HOME`, for `/send ~/…`.
+    pub(crate) home: Option<String>,
     pending: BTreeMap<u64, Pending>,
     next_req: u64,
     early: VecDeque<(String, Delivery)>,
@@ -251,6 +259,9 @@ impl App {
             size: (80, 24),
             utc_offset_secs: 0,
             now: 0,
+            files: BTreeMap::new(),
+            files_loading: false,
+            home: std::env::var("HOME").ok(),
             pending: BTreeMap::new(),
             next_req: 1,
             early: VecDeque::new(),
@@ -356,7 +367,7 @@ impl App {
 
     // ----- helpers -----
 
-    fn call(&mut self, cmd: Command, p: Pending) {
+    pub(crate) fn call(&mut self, cmd: Command, p: Pending) {
         if self.pending.len() >= MAX_PENDING {
             self.say(
                 Level::Error,
@@ -370,7 +381,7 @@ impl App {
         self.out.push(Action::Call { id, cmd });
     }
 
-    fn say(&mut self, level: Level, text: impl Into<String>) {
+    pub(crate) fn say(&mut self, level: Level, text: impl Into<String>) {
         self.notice = Some(Notice {
             text: text.into(),
             level,
@@ -848,9 +859,11 @@ impl App {
         };
         match self.current.clone() {
             Target::Home => {
+                // Consumed, not kept for later: it would be sent glued to the next message.
+                self.input.take();
                 self.say(
                     Level::Info,
-                    "select a buddy or a group to write to (Tab), or type /help",
+                    "not sent: select a buddy or a group to write to (Tab), or type /help",
                 );
             }
             Target::Buddy(to) => {
@@ -1118,6 +1131,7 @@ impl App {
                 );
             }
             "" => {}
+            f if self.file_command(f, rest) => {}
             other => self.say(
                 Level::Warn,
                 format!("unknown command /{other} (F1 lists the commands; // sends a /)"),
@@ -1238,6 +1252,7 @@ impl App {
                 );
                 self.refresh_groups();
             }
+            Pending::Files => self.apply_files(v),
             Pending::Simple { done, then } => {
                 self.say(Level::Info, done);
                 match then {
@@ -1245,6 +1260,7 @@ impl App {
                     After::Buddies => self.refresh_buddies(),
                     After::Groups => self.refresh_groups(),
                     After::Status(s) => self.status = s,
+                    After::Files => self.after_files(),
                 }
             }
         }
@@ -1274,6 +1290,10 @@ impl App {
             Pending::Create => "group not created",
             Pending::Members { .. } => "members",
             Pending::Simple { .. } => "failed",
+            Pending::Files => {
+                self.files_loading = false;
+                "file list"
+            }
         };
         self.say(Level::Error, format!("{what}: {} ({})", e.message, e.code));
         // A message that was not sent goes back into the input line, unless something else is
@@ -1626,13 +1646,10 @@ impl App {
                 );
                 self.say(Level::Warn, text);
             }
-            Event::FileDeclined { from, name } => {
-                let text = format!(
-                    "{} offered the file {name:?}; file transfer is not supported, so it was declined",
-                    self.name_of(&from)
-                );
-                self.say(Level::Warn, text);
-            }
+            e @ (Event::FileOffer { .. }
+            | Event::FileState { .. }
+            | Event::FileProgress { .. }
+            | Event::FileRefused { .. }) => self.on_file_event(e),
             Event::Error { message } => self.say(Level::Error, format!("node: {message}")),
             Event::Lagged { missed } => {
                 self.say(Level::Warn, format!("missed {missed} events; reloading"));

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod files;
 pub mod input;
 pub mod model;
 pub mod runtime;

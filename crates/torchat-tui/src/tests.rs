@@ -799,3 +799,89 @@ fn requests_in_flight_are_capped() {
     assert!(n <= crate::app::MAX_PENDING);
     assert!(app.pending_requests() <= crate::app::MAX_PENDING);
 }
+
+#[test]
+fn text_entered_on_home_is_not_glued_to_the_next_message() {
+    // The bug: Enter on Home left the text in the input line, and it went out later in
+    // front of the next message.
+    let mut app = started();
+    assert_eq!(app.current, Target::Home);
+    let a = enter(&mut app, "hello");
+    assert!(calls(&a).is_empty(), "nothing is sent from Home");
+    assert_eq!(app.input_text(), "", "the line is consumed");
+    select(&mut app, Target::Buddy(BOB.into()));
+    let a = enter(&mut app, "world");
+    let sent: Vec<Command> = calls(&a).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        sent,
+        [Command::Send {
+            to: BOB.into(),
+            text: "world".into()
+        }]
+    );
+}
+
+fn transfer(id: u64, state: &str, done: u64) -> api::Transfer {
+    api::Transfer {
+        id,
+        direction: "receive".into(),
+        peer: BOB.into(),
+        name: "holiday.jpg".into(),
+        size: 1_000_000,
+        done,
+        state: state.into(),
+        reason: None,
+        path: None,
+        rate: 0,
+        eta_secs: None,
+    }
+}
+
+#[test]
+fn file_offers_are_announced_accepted_and_shown_with_progress() {
+    let mut app = started();
+    app.handle(AppEvent::Node(Event::FileOffer {
+        transfer: transfer(3, "offered", 0),
+    }));
+    let n = app.notice().unwrap().text.clone();
+    assert!(n.contains("/get 3") && n.contains("holiday.jpg"), "{n}");
+    // /get without a number takes the newest offer.
+    let a = enter(&mut app, "/get");
+    assert_eq!(
+        calls(&a).into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+        [Command::FileAccept { file: 3 }]
+    );
+    app.handle(AppEvent::Node(Event::FileState {
+        transfer: transfer(3, "transferring", 0),
+    }));
+    app.handle(AppEvent::Node(Event::FileProgress {
+        id: 3,
+        done: 450_000,
+        size: 1_000_000,
+        rate: 1_200_000,
+        eta_secs: Some(1),
+    }));
+    let s = screen(&app);
+    assert!(
+        s.contains("#3") && s.contains("45%") && s.contains("1.2 MB/s"),
+        "{s}"
+    );
+    assert!(s.contains('█') && s.contains('░'));
+    // Sending needs a buddy and an absolute path.
+    select(&mut app, Target::Buddy(BOB.into()));
+    let a = enter(&mut app, "/send notes.txt");
+    assert!(calls(&a).is_empty());
+    let a = enter(&mut app, "/send /tmp/notes.txt");
+    assert_eq!(
+        calls(&a).into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+        [Command::SendFile {
+            to: BOB.into(),
+            path: "/tmp/notes.txt".into()
+        }]
+    );
+    let a = enter(&mut app, "/drop 3");
+    assert_eq!(
+        calls(&a).into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+        [Command::FileCancel { file: 3 }]
+    );
+}

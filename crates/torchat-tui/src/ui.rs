@@ -23,6 +23,8 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 use ratatui::Frame;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use torchat_api as api;
+
 use crate::app::{App, ClaimsView, Level, Mode, SideItem, Target};
 use crate::model::{
     short_gid, short_id, BuddyEntry, ChatMessage, Delivery, GroupEntry, GroupState, Presence, Trust,
@@ -56,6 +58,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("/accept, /decline", "answer this group's invite"),
     ("/leave [reason]", "leave this group"),
     ("/members", "list this group's members"),
+    ("/send <path>", "offer a file to this buddy (absolute path or ~/…)"),
+    ("/files", "file transfers with progress (on Home)"),
+    ("/get [n], /drop [n]", "accept / decline (or stop) file n (default: the newest offer)"),
     ("/claims", "who vouched for the newest group message"),
     ("/id, /help, /quit", ""),
     ("", "Trust tags in groups"),
@@ -972,6 +977,15 @@ fn draw_home(frame: &mut Frame, app: &App, area: Rect) {
             Span::raw(hint.clone()),
         ]));
     }
+    let transfers = app.transfers();
+    if !transfers.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled("Files (/get n, /drop n, /send <path>)", bold));
+        let bar_w = (inner.width as usize).saturating_sub(50).clamp(8, 20);
+        for t in transfers.iter().take(8) {
+            lines.push(file_line(app, t, bar_w));
+        }
+    }
     lines.push(Line::raw(""));
     lines.push(Line::styled("Getting started", bold));
     for (k, v) in [
@@ -986,6 +1000,42 @@ fn draw_home(frame: &mut Frame, app: &App, area: Rect) {
         ]));
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+/// `#3 ↓ bob  [████░░░░]  45% 1.2 MB/s 10s  name.bin` (state instead of the rate when not
+/// moving).
+fn file_line<'a>(app: &App, t: &api::Transfer, bar_w: usize) -> Line<'a> {
+    let pct = crate::files::percent(t) as usize;
+    let filled = bar_w * pct / 100;
+    let arrow = if t.direction == "send" { "↑" } else { "↓" };
+    let color = match t.state.as_str() {
+        "complete" => Color::Green,
+        "failed" | "cancelled" => Color::Red,
+        "offered" => Color::Yellow,
+        _ => Color::Cyan,
+    };
+    let detail = match t.state.as_str() {
+        "transferring" if t.rate > 0 => format!(
+            "{}/s{}",
+            crate::files::human_size(t.rate),
+            t.eta_secs.map(|s| format!(" {s}s")).unwrap_or_default()
+        ),
+        s => s.to_owned(),
+    };
+    let mut name: String = t.name.chars().filter(|c| !c.is_control()).collect();
+    if name.chars().count() > 32 {
+        name = name.chars().take(31).collect::<String>() + "…";
+    }
+    Line::from(vec![
+        Span::styled(
+            format!("  #{:<3} {arrow} ", t.id),
+            Style::new().fg(Color::Cyan),
+        ),
+        Span::raw(format!("{:<10.10} ", app.name_of(&t.peer))),
+        Span::styled("█".repeat(filled), Style::new().fg(color)),
+        Span::styled("░".repeat(bar_w - filled), Style::new().fg(Color::DarkGray)),
+        Span::raw(format!(" {pct:>3}% {detail:<16} {name}")),
+    ])
 }
 
 // ----- input and hints -----

@@ -62,6 +62,10 @@ pub fn parse(text: &str) -> Result<Vec<CapturedLine>, String> {
         };
         let err = |what: &str| format!("line {file_line}: {what}");
         let (conn, rest) = word(rest);
+        if conn == "[proxy]" {
+            // A connection event of the capturing proxy (file-transfer-samples.txt), not a line.
+            continue;
+        }
         let conn = conn
             .strip_prefix('c')
             .and_then(|c| c.parse().ok())

@@ -409,6 +409,7 @@ fn buddies(o: &Opts) {
             let dir = root.path().join(&pid);
             std::fs::create_dir_all(&dir).unwrap();
             let cfg = torchat_node::NodeConfig {
+                files: torchat_node::FilesConfig::new(dir.join("downloads")),
                 data_dir: dir,
                 core: torchat_core::Config::new(own.clone()),
                 log_secrets: false,

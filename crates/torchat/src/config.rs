@@ -18,6 +18,12 @@
 //! [log]
 //! level = "info"
 //! secrets = false            # never log full ids unless this is true
+//!
+//! [files]
+//! download_dir = "/home/alice/Downloads"   # default: $XDG_DOWNLOAD_DIR, ~/Downloads, or <data dir>/downloads
+//! max_size_mb = 16384        # bigger offers are refused
+//! keep_partial = false       # keep name.part of a failed or cancelled receive
+//! auto_accept = []           # ids whose files are accepted without asking (off by default)
 //! ```
 
 use std::collections::BTreeMap;
@@ -44,6 +50,60 @@ pub struct Config {
     /// Protocol tuning.
     #[serde(default)]
     pub protocol: ProtocolConfig,
+    /// File transfer.
+    #[serde(default)]
+    pub files: FilesSection,
+}
+
+/// `[files]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSection {
+    /// Where received files go.
+    pub download_dir: Option<PathBuf>,
+    /// Offers bigger than this many MiB are refused (default 16384).
+    pub max_size_mb: Option<u64>,
+    /// Keep the partial file of a failed or cancelled receive.
+    #[serde(default)]
+    pub keep_partial: bool,
+    /// Ids whose offers are accepted without asking.
+    #[serde(default)]
+    pub auto_accept: Vec<String>,
+}
+
+impl Config {
+    /// The node's file settings, with defaults filled in.
+    pub fn files_config(&self, data_dir: &Path) -> Result<torchat_node::FilesConfig, String> {
+        let f = &self.files;
+        let dir = f
+            .download_dir
+            .clone()
+            .unwrap_or_else(|| default_download_dir(data_dir));
+        let mut c = torchat_node::FilesConfig::new(dir);
+        if let Some(mb) = f.max_size_mb {
+            c.max_size = mb.saturating_mul(1 << 20);
+        }
+        c.keep_partial = f.keep_partial;
+        for id in &f.auto_accept {
+            c.auto_accept.push(
+                id.parse()
+                    .map_err(|e| format!("files.auto_accept {id}: {e}"))?,
+            );
+        }
+        Ok(c)
+    }
+}
+
+/// `$XDG_DOWNLOAD_DIR`, else `~/Downloads` if it exists, else `<data dir>/downloads`.
+pub fn default_download_dir(data_dir: &Path) -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DOWNLOAD_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = home().join("Downloads");
+    if std::env::var_os("HOME").is_some() && home.is_dir() {
+        return home;
+    }
+    data_dir.join("downloads")
 }
 
 /// `[profile]`

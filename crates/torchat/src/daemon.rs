@@ -167,6 +167,7 @@ pub async fn start(cfg: &Config, data_dir: &Path) -> Result<Started, String> {
         data_dir: data_dir.to_path_buf(),
         core,
         log_secrets: cfg.log.secrets,
+        files: cfg.files_config(data_dir)?,
     };
     let node = torchat_node::start(nc, Box::new(store), transport, rx)
         .await

@@ -5,6 +5,7 @@
 mod config;
 mod daemon;
 mod demo;
+mod files;
 mod output;
 
 use std::path::PathBuf;
@@ -116,6 +117,24 @@ enum Cmd {
     Group {
         #[command(subcommand)]
         cmd: GroupCmd,
+    },
+    /// Offer a file to a buddy (queued until it is online); on a terminal, show its progress.
+    SendFile {
+        /// Onion id.
+        id: String,
+        /// The file.
+        path: PathBuf,
+        /// Return once offered instead of following the transfer.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// File transfers; on a terminal, live progress bars until they end.
+    Files {
+        #[command(subcommand)]
+        cmd: Option<files::FilesCmd>,
+        /// List once, do not follow the progress.
+        #[arg(long)]
+        once: bool,
     },
     /// Who vouched for a group message.
     Claims {
@@ -270,6 +289,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             irc.nick_file = Some(data_dir.join("irc-nicks.json"));
             eprintln!("torchat irc: IRC on {listen}; connect with the password, then type help in &torchat");
             return torchat_irc::serve(irc).await.map_err(|e| e.to_string());
+        }
+        Cmd::SendFile { id, path, no_wait } => {
+            let socket = data_dir.join(torchat_node::SOCKET);
+            return files::send_file(&socket, id, path, !no_wait, cli.json).await;
+        }
+        Cmd::Files { cmd, once } => {
+            let socket = data_dir.join(torchat_node::SOCKET);
+            return files::files(&socket, cmd.as_ref(), *once, cli.json).await;
         }
         Cmd::Id | Cmd::Info => Command::Info,
         Cmd::Buddies => Command::Buddies,

@@ -178,6 +178,32 @@ pub(crate) fn event(e: &Event, json: bool) {
             short(member)
         ),
         Event::OutboxDropped { to, .. } => println!("gave up delivering to {}", short(to)),
+        Event::FileOffer { transfer: t } => println!(
+            "{} offers file {}: {} ({} bytes) — `torchat files accept {}`",
+            short(&t.peer),
+            t.id,
+            t.name,
+            t.size,
+            t.id
+        ),
+        Event::FileState { transfer: t } => println!(
+            "file {}: {}{}{}",
+            t.id,
+            t.state,
+            t.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            t.path
+                .as_deref()
+                .filter(|_| t.state == "complete" && t.direction == "receive")
+                .map(|p| format!(" -> {p}"))
+                .unwrap_or_default()
+        ),
+        Event::FileProgress { id, done, size, .. } => println!("file {id}: {done} of {size}"),
+        Event::FileRefused {
+            from, name, reason, ..
+        } => println!("{} offered {name}: refused ({reason})", short(from)),
         Event::Error { message } => println!("error: {message}"),
         other => println!("{other:?}"),
     }

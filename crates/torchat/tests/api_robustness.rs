@@ -2,14 +2,12 @@
 //! the node does not crash.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{direct_config, free_port, Daemon};
 use serde_json::{json, Value};
+use torchat_testkit::{direct_config, free_port, Daemon};
 
 fn reply(rd: &mut BufReader<UnixStream>) -> Value {
     let mut l = String::new();

@@ -2,12 +2,10 @@
 //! driven through the control API.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{direct_config, free_port, history, legacy_id, presence, wait_until, Daemon};
 use serde_json::json;
+use torchat_testkit::{direct_config, free_port, history, legacy_id, presence, wait_until, Daemon};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -89,7 +87,7 @@ fn three_daemons_chat_group_restart_and_kill() {
         })
     });
     ca.ok(json!({"cmd": "group_say", "gid": gid, "text": "from alice"}));
-    let trust_at = |cl: &mut common::Client, text: &str| {
+    let trust_at = |cl: &mut torchat_testkit::Client, text: &str| {
         history(cl, &gid)
             .iter()
             .find(|m| m["text"] == json!(text))

@@ -7,13 +7,11 @@
 //! Needs `tor` and `python3`; prints SKIP without them unless `TORCHAT_REQUIRE_TOR=1`.
 #![allow(clippy::unwrap_used, clippy::needless_range_loop)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::tornet::{self, toml_list, Network};
-use common::{history, presence, wait_until, Client, Daemon};
 use serde_json::json;
+use torchat_testkit::tornet::{self, toml_list, Network};
+use torchat_testkit::{history, presence, wait_until, Client, Daemon};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -2,13 +2,14 @@
 //! delivery, a virtual clock, links that can be cut (silently or with a close).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod legacy;
 pub mod script;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand_core::SeedableRng;
-use torchat_core::{Config, ConnId, Event, Node, Output, Record, Timestamp};
+use torchat_core::{Config, ConnId, Event, FileId, FileIo, Node, Output, Record, Timestamp};
 use torchat_wire::{OnionId, Packet};
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -54,6 +55,26 @@ pub struct Peer {
     pub records: Vec<Record>,
     /// Our conns that are outgoing.
     pub outgoing: BTreeSet<ConnId>,
+    /// Files this node sends (reads are answered from here at once).
+    pub sources: BTreeMap<FileId, Vec<u8>>,
+    /// Files this node receives (writes land here, in order).
+    pub sinks: BTreeMap<FileId, Vec<u8>>,
+    /// `FileIo::Close` seen: (transfer, complete).
+    pub file_closes: Vec<(FileId, bool)>,
+}
+
+impl Peer {
+    pub fn new(node: Node) -> Self {
+        Peer {
+            node,
+            events: vec![],
+            records: vec![],
+            outgoing: BTreeSet::new(),
+            sources: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            file_closes: vec![],
+        }
+    }
 }
 
 enum Msg {
@@ -70,6 +91,11 @@ enum Msg {
         to: usize,
         conn: ConnId,
     },
+    Failed {
+        to: usize,
+        conn: ConnId,
+        why: torchat_core::ConnectError,
+    },
 }
 
 pub struct Net {
@@ -82,6 +108,11 @@ pub struct Net {
     pub down: BTreeSet<(usize, usize)>,
     /// Pairs whose traffic silently vanishes (no close), e.g. a dead Tor circuit.
     pub blackhole: BTreeSet<(usize, usize)>,
+    /// (from, to): connects from `from` to `to` are refused while present (`to` is not
+    /// listening, e.g. its program is restarting).
+    pub refuse: BTreeSet<(usize, usize)>,
+    /// (from, to): the next connect from `from` to `to` is refused, once.
+    pub refuse_once: BTreeSet<(usize, usize)>,
     pub wire: Vec<Wire>,
     /// (node, conn) -> the node at the other end, kept after the connection is gone.
     conn_target: BTreeMap<(usize, u32, ConnId), usize>,
@@ -90,15 +121,7 @@ pub struct Net {
 
 impl Net {
     pub fn new(nodes: Vec<Node>) -> Self {
-        let peers: Vec<Peer> = nodes
-            .into_iter()
-            .map(|node| Peer {
-                node,
-                events: vec![],
-                records: vec![],
-                outgoing: BTreeSet::new(),
-            })
-            .collect();
+        let peers: Vec<Peer> = nodes.into_iter().map(Peer::new).collect();
         let n = peers.len();
         Net {
             gens: vec![0; n],
@@ -108,6 +131,8 @@ impl Net {
             queue: VecDeque::new(),
             down: BTreeSet::new(),
             blackhole: BTreeSet::new(),
+            refuse: BTreeSet::new(),
+            refuse_once: BTreeSet::new(),
             wire: vec![],
             conn_target: BTreeMap::new(),
         }
@@ -158,12 +183,7 @@ impl Net {
             }
         }
         self.gens[i] += 1;
-        self.peers[i] = Peer {
-            node,
-            events: vec![],
-            records: vec![],
-            outgoing: BTreeSet::new(),
-        };
+        self.peers[i] = Peer::new(node);
     }
 
     /// Call after pushing a new peer onto `peers`.
@@ -213,6 +233,25 @@ impl Net {
         panic!("livelock: the network never went quiet");
     }
 
+    /// Like `run`, but stops as soon as `stop` holds (checked after every delivery).
+    pub fn run_until(&mut self, mut stop: impl FnMut(&Net) -> bool) {
+        for _ in 0..1_000_000 {
+            for i in 0..self.peers.len() {
+                while let Some(o) = self.peers[i].node.poll_output() {
+                    self.output(i, o);
+                }
+            }
+            if stop(self) {
+                return;
+            }
+            match self.queue.pop_front() {
+                Some(m) => self.deliver(m),
+                None => return,
+            }
+        }
+        panic!("livelock: the network never went quiet");
+    }
+
     fn output(&mut self, i: usize, o: Output) {
         match o {
             Output::Connect { conn, to } => {
@@ -221,7 +260,15 @@ impl Net {
                 if let Some(j) = target {
                     self.conn_target.insert((i, self.gens[i], conn), j);
                 }
+                let refused = target.is_some_and(|j| {
+                    self.refuse.contains(&(i, j)) || self.refuse_once.remove(&(i, j))
+                });
                 match target {
+                    Some(_) if refused => self.queue.push_back(Msg::Failed {
+                        to: i,
+                        conn,
+                        why: torchat_core::ConnectError::Refused,
+                    }),
                     Some(j) if !self.down.contains(&Self::pair(i, j)) => {
                         let now = self.now;
                         match self.peers[j].node.accept(now) {
@@ -234,7 +281,11 @@ impl Net {
                             None => self.queue.push_back(Msg::Closed { to: i, conn }),
                         }
                     }
-                    _ => self.queue.push_back(Msg::Closed { to: i, conn }),
+                    _ => self.queue.push_back(Msg::Failed {
+                        to: i,
+                        conn,
+                        why: torchat_core::ConnectError::Unreachable,
+                    }),
                 }
             }
             Output::Transmit { conn, data } => {
@@ -269,6 +320,27 @@ impl Net {
             }
             Output::Event(e) => self.peers[i].events.push(e),
             Output::Persist(r) => self.peers[i].records.push(r),
+            Output::File(io) => self.file_io(i, io),
+        }
+    }
+
+    fn file_io(&mut self, i: usize, io: FileIo) {
+        let now = self.now;
+        let p = &mut self.peers[i];
+        match io {
+            FileIo::Read { file, offset, len } => {
+                if let Some(src) = p.sources.get(&file) {
+                    let o = offset as usize;
+                    let data = src[o..(o + len).min(src.len())].to_vec();
+                    p.node.file_read(file, offset, data, now);
+                }
+            }
+            FileIo::Write { file, offset, data } => {
+                let sink = p.sinks.entry(file).or_default();
+                assert_eq!(sink.len() as u64, offset, "blocks are written in order");
+                sink.extend_from_slice(&data);
+            }
+            FileIo::Close { file, complete } => p.file_closes.push((file, complete)),
         }
     }
 
@@ -278,6 +350,9 @@ impl Net {
             Msg::Data { to, conn, data } => self.peers[to].node.handle_data(conn, &data, now),
             Msg::Closed { to, conn } => self.peers[to].node.handle_closed(conn, now),
             Msg::Connected { to, conn } => self.peers[to].node.handle_connected(conn, now),
+            Msg::Failed { to, conn, why } => {
+                self.peers[to].node.handle_connect_failed(conn, why, now)
+            }
         }
     }
 
@@ -342,6 +417,21 @@ impl Net {
 
     pub fn events(&self, i: usize) -> &[Event] {
         &self.peers[i].events
+    }
+
+    /// Advances time in small steps until `i` and `j` see each other online; returns how long
+    /// it took, or `None` after `limit`.
+    pub fn time_until_online(&mut self, i: usize, j: usize, limit: Duration) -> Option<Duration> {
+        let start = self.now;
+        loop {
+            if self.online(i, j) && self.online(j, i) {
+                return Some(self.now.since(start));
+            }
+            if self.now.since(start) >= limit {
+                return None;
+            }
+            self.advance(Duration::from_millis(100));
+        }
     }
 
     pub fn online(&self, i: usize, j: usize) -> bool {

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use torchat_core::{ConnId, Event, Node, Output, Presence, Timestamp};
+use std::collections::BTreeMap;
+
+use torchat_core::{ConnId, Event, FileId, FileIo, Node, Output, Presence, Timestamp};
 use torchat_wire::{OnionId, Packet};
 
 use super::{node, T0};
@@ -13,16 +15,29 @@ pub struct Script {
     pub node: Node,
     pub now: Timestamp,
     pub log: Vec<Output>,
+    /// Files we send, by transfer: reads are answered from here at once.
+    pub sources: BTreeMap<FileId, Vec<u8>>,
+    /// Files we receive, by transfer: writes land here (and must come in order).
+    pub sinks: BTreeMap<FileId, Vec<u8>>,
+    /// `FileIo::Close` seen: (transfer, complete).
+    pub file_closes: Vec<(FileId, bool)>,
 }
 
 impl Script {
     pub fn new(name: &str) -> Self {
         let mut node = node(name, 42);
         node.start(Timestamp::from_millis(T0));
+        Self::with_node(node)
+    }
+
+    pub fn with_node(node: Node) -> Self {
         Script {
             node,
             now: Timestamp::from_millis(T0),
             log: vec![],
+            sources: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            file_closes: vec![],
         }
     }
 
@@ -35,8 +50,47 @@ impl Script {
                 self.node.handle_connected(c, now);
                 continue;
             }
+            if let Output::File(io) = &o {
+                self.file_io(io.clone());
+            }
             self.log.push(o);
         }
+    }
+
+    fn file_io(&mut self, io: FileIo) {
+        let now = self.now;
+        match io {
+            FileIo::Read { file, offset, len } => {
+                if let Some(src) = self.sources.get(&file) {
+                    let o = offset as usize;
+                    let data = src[o..(o + len).min(src.len())].to_vec();
+                    self.node.file_read(file, offset, data, now);
+                }
+            }
+            FileIo::Write { file, offset, data } => {
+                let sink = self.sinks.entry(file).or_default();
+                assert_eq!(sink.len() as u64, offset, "blocks are written in order");
+                sink.extend_from_slice(&data);
+            }
+            FileIo::Close { file, complete } => self.file_closes.push((file, complete)),
+        }
+    }
+
+    /// Lines written on a connection, raw (without their LF), in order.
+    pub fn lines_on(&self, conn: ConnId) -> Vec<Vec<u8>> {
+        let mut out = vec![];
+        for o in &self.log {
+            if let Output::Transmit { conn: c, data } = o {
+                if *c == conn {
+                    out.extend(
+                        data.split(|&b| b == b'\n')
+                            .filter(|l| !l.is_empty())
+                            .map(<[u8]>::to_vec),
+                    );
+                }
+            }
+        }
+        out
     }
 
     pub fn accept(&mut self) -> ConnId {

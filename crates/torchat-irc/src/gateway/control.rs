@@ -64,6 +64,18 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "",
         "your onion id, to give to friends, and the transport's state",
     ),
+    ("files", "", "file transfers: number, state, progress, name"),
+    (
+        "getfile",
+        "<n>",
+        "accept offered file number n (saved in the download directory)",
+    ),
+    ("dropfile", "<n>", "decline an offer, or stop transfer n"),
+    (
+        "sendfile",
+        "<nick> <path>",
+        "offer a file (an absolute path on the node's machine)",
+    ),
 ];
 
 impl Gateway {
@@ -205,6 +217,38 @@ impl Gateway {
                     },
                 );
             }
+            "files" => self.call(ctl(Op::Files), Command::Files),
+            "getfile" | "dropfile" => {
+                let Some(n) = arg(1).and_then(|n| n.trim_start_matches('#').parse::<u64>().ok())
+                else {
+                    return self.reply(to, &format!("usage: {cmd} <file number> (see files)"));
+                };
+                let (what, c) = if cmd == "getfile" {
+                    ("accepted", Command::FileAccept { file: n })
+                } else {
+                    ("stopped", Command::FileCancel { file: n })
+                };
+                self.call(
+                    ctl(Op::File {
+                        what: format!("file {n} {what}"),
+                    }),
+                    c,
+                );
+            }
+            "sendfile" => {
+                let (Some(who), Some(path)) = (arg(1), rest(2)) else {
+                    return self.reply(to, "usage: sendfile <nick> <absolute path>");
+                };
+                let Some(id) = self.resolve(&who) else {
+                    return self.reply(to, &format!("no buddy called {who}"));
+                };
+                self.call(
+                    ctl(Op::File {
+                        what: format!("offered {path} to {who}"),
+                    }),
+                    Command::SendFile { to: id, path },
+                );
+            }
             _ => self.reply(to, &format!("unknown command {cmd:?}; type help")),
         }
     }
@@ -275,6 +319,18 @@ impl Gateway {
             Op::Unblock { who } => self.reply(to, &format!("unblocked {who}")),
             Op::Status { status } => self.reply(to, &format!("status set to {status}")),
             Op::Profile => self.reply(to, "profile set"),
+            Op::File { what } => self.reply(to, &what),
+            Op::Files => {
+                let list: Vec<torchat_api::Transfer> =
+                    serde_json::from_value(v).unwrap_or_default();
+                if list.is_empty() {
+                    self.reply(to, "no file transfers");
+                }
+                for t in &list {
+                    let line = self.file_line(t);
+                    self.reply(to, &line);
+                }
+            }
             Op::Info => {
                 let tor = &v["tor"];
                 self.reply(

@@ -970,3 +970,56 @@ fn never_panics_on_garbage() {
         t.event(e);
     }
 }
+
+#[test]
+fn file_offers_are_announced_with_how_to_accept() {
+    let (mut t, _) = T::registered(json!([buddy(BOB, "bob", "available")]));
+    let tr = torchat_api::Transfer {
+        id: 3,
+        direction: "receive".into(),
+        peer: BOB.into(),
+        name: "holiday.jpg".into(),
+        size: 2_400_000,
+        done: 0,
+        state: "offered".into(),
+        reason: None,
+        path: None,
+        rate: 0,
+        eta_secs: None,
+    };
+    let out = t.event(Event::FileOffer {
+        transfer: tr.clone(),
+    });
+    assert!(
+        has(
+            &out,
+            "bob offers the file \"holiday.jpg\" (2.4 MB): type getfile 3 in &torchat to accept, dropfile 3 to decline"
+        ),
+        "{out:?}"
+    );
+    t.line("PRIVMSG &torchat :getfile 3");
+    let (cmd, out) = t.answer(Ok(json!({})));
+    assert_eq!(cmd, Command::FileAccept { file: 3 });
+    assert!(has(&out, "file 3 accepted"));
+    let mut done = tr;
+    done.state = "complete".into();
+    done.done = done.size;
+    done.path = Some("/home/me/Downloads/holiday.jpg".into());
+    let out = t.event(Event::FileState { transfer: done });
+    assert!(
+        has(
+            &out,
+            "file 3 from bob: complete 100% of 2.4 MB \"holiday.jpg\" -> /home/me/Downloads/holiday.jpg"
+        ),
+        "{out:?}"
+    );
+    t.line("PRIVMSG &torchat :sendfile bob /tmp/x.bin");
+    let (cmd, _) = t.answer(Ok(json!({})));
+    assert_eq!(
+        cmd,
+        Command::SendFile {
+            to: BOB.into(),
+            path: "/tmp/x.bin".into()
+        }
+    );
+}

@@ -239,3 +239,32 @@ pub(super) fn read_queued(r: &Row<'_>) -> Result<QueuedPacket> {
         own: own.map(msg_id).transpose()?,
     })
 }
+
+/// Columns of `transfers`, in `read_transfer` order.
+pub(super) const TRANSFER_COLS: &str = "id, direction, peer, wire_id, name, size, done, state, \
+     reason, resumable, accepted, path, part, created_at, updated_at";
+
+pub(super) fn read_transfer(r: &Row<'_>) -> Result<crate::Transfer> {
+    let dir: String = r.get(1)?;
+    Ok(crate::Transfer {
+        id: time(r.get(0)?)?,
+        direction: match dir.as_str() {
+            "in" => Direction::In,
+            "out" => Direction::Out,
+            _ => return Err(corrupt("transfer direction", dir)),
+        },
+        peer: onion(r.get(2)?)?,
+        wire_id: r.get(3)?,
+        name: r.get(4)?,
+        size: time(r.get(5)?)?,
+        done: time(r.get(6)?)?,
+        state: r.get(7)?,
+        reason: r.get(8)?,
+        resumable: r.get(9)?,
+        accepted: r.get(10)?,
+        path: r.get(11)?,
+        part: r.get(12)?,
+        created_at: time(r.get(13)?)?,
+        updated_at: time(r.get(14)?)?,
+    })
+}

@@ -352,6 +352,11 @@ impl Store for SqliteStore {
         self.collect(&sql, [to_sql_time(now)], codec::read_outbox)
     }
 
+    fn transfers(&self) -> Result<Vec<crate::Transfer>> {
+        let sql = format!("SELECT {} FROM transfers ORDER BY id", codec::TRANSFER_COLS);
+        self.collect(&sql, [], codec::read_transfer)
+    }
+
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>> {
         self.collect(
             "SELECT id, dest, gid, line, expires_at, own FROM packet_queue ORDER BY seq",

@@ -88,13 +88,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         own        BLOB
     );
     ",
-    // 2 -> 3: `messages` rebuilt with the same columns and rows; only its CHECKs change, to
+    // 2 -> 3: file transfers (the node's file module).
+    "
+    CREATE TABLE transfers (
+        id         INTEGER PRIMARY KEY,
+        direction  TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        peer       TEXT NOT NULL,
+        wire_id    TEXT NOT NULL,
+        name       BLOB NOT NULL,
+        size       INTEGER NOT NULL,
+        done       INTEGER NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('queued', 'offered', 'transferring', 'paused',
+                                                  'complete', 'cancelled', 'failed')),
+        reason     TEXT,
+        resumable  INTEGER NOT NULL,
+        accepted   INTEGER NOT NULL,
+        path       BLOB,
+        part       BLOB,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    ",
+    // 3 -> 4: `messages` rebuilt with the same columns and rows; only its CHECKs change, to
     // equivalent ones without `IN` lists of more than two values (SQLite evaluates those by
     // building a temporary table on every insert and update, the largest cost of an insert).
     // Plus an index for the queued outgoing messages, read at start without the history.
     // (Foreign keys are off while migrating; `migrate` checks them before committing.)
     "
-    CREATE TABLE messages_v3 (
+    CREATE TABLE messages_v4 (
         seq        INTEGER PRIMARY KEY,
         msg_id     BLOB NOT NULL UNIQUE CHECK (length(msg_id) = 16),
         conv_kind  TEXT NOT NULL CHECK (conv_kind IN ('buddy', 'group')),
@@ -111,12 +132,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         trust_k    INTEGER NOT NULL DEFAULT 0,
         trust_n    INTEGER NOT NULL DEFAULT 0
     );
-    INSERT INTO messages_v3 (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
+    INSERT INTO messages_v4 (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
                              delivery, delivery_k, trust, trust_k, trust_n)
         SELECT seq, msg_id, conv_kind, conv, direction, sender, text, ts,
                delivery, delivery_k, trust, trust_k, trust_n FROM messages;
     DROP TABLE messages;
-    ALTER TABLE messages_v3 RENAME TO messages;
+    ALTER TABLE messages_v4 RENAME TO messages;
     CREATE INDEX messages_by_conversation ON messages (conv_kind, conv, seq);
     CREATE INDEX messages_queued ON messages (seq) WHERE delivery = 'queued';
     ",
@@ -271,10 +292,10 @@ mod tests {
     }
 
     #[test]
-    fn version_2_data_survives_the_messages_rebuild() {
+    fn version_3_data_survives_the_messages_rebuild() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
-        migrate(&mut conn, &MIGRATIONS[..2]).unwrap();
+        migrate(&mut conn, &MIGRATIONS[..3]).unwrap();
         conn.execute_batch(
             "INSERT INTO messages (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
                                    delivery, delivery_k, trust, trust_k, trust_n)

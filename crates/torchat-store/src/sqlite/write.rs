@@ -226,5 +226,41 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
             ],
         ),
         Op::DequeuePacket { id } => run(tx, "DELETE FROM packet_queue WHERE id = ?1", [&id.0[..]]),
+        Op::UpsertTransfer(t) => {
+            let new = !exists(
+                tx,
+                "SELECT 1 FROM transfers WHERE id = ?1",
+                [to_sql_time(t.id)],
+            )?;
+            run(
+                tx,
+                "INSERT OR REPLACE INTO transfers (id, direction, peer, wire_id, name, size, done,
+                     state, reason, resumable, accepted, path, part, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    to_sql_time(t.id),
+                    super::codec::direction(t.direction),
+                    t.peer.as_str(),
+                    t.wire_id,
+                    &t.name[..],
+                    to_sql_time(t.size),
+                    to_sql_time(t.done),
+                    t.state,
+                    t.reason,
+                    t.resumable,
+                    t.accepted,
+                    t.path,
+                    t.part,
+                    to_sql_time(t.created_at),
+                    to_sql_time(t.updated_at),
+                ],
+            )?;
+            Ok(u64::from(new))
+        }
+        Op::RemoveTransfer { id } => run(
+            tx,
+            "DELETE FROM transfers WHERE id = ?1",
+            [to_sql_time(*id)],
+        ),
     }
 }

@@ -145,13 +145,35 @@ async fn bootstrap(ctx: &Ctx, ctl: &mut ControlConn) -> Result<(), Fail> {
     }
 }
 
+/// Onion-service DoS defences we ask tor for: at most 4 streams per rendezvous circuit (more
+/// closes the circuit; TorChat uses one), and proof-of-work for introductions (tor ≥ 0.4.8
+/// with its `pow` module: clients then pay in work when the service is flooded, effort 0
+/// otherwise). Intro-point rate limiting (`HiddenServiceEnableIntroDoSDefense`) has no
+/// `ADD_ONION` keyword; tor applies the consensus defaults.
+const DEFENCES: &str = "MaxStreams=4 Flags=MaxStreamsCloseCircuit";
+const POW: &str = "PoWDefensesEnabled=1";
+
 async fn add_onion(ctx: &Ctx, ctl: &mut ControlConn) -> Result<(), Fail> {
     let blob = keys::add_onion_key_blob(&ctx.seed);
-    let line = Zeroizing::new(format!(
-        "ADD_ONION {} Port={TORCHAT_PORT},{}",
-        *blob, ctx.target
-    ));
-    let reply = ctl.command(&line).await?;
+    let command = |pow: bool| {
+        Zeroizing::new(format!(
+            "ADD_ONION {} {DEFENCES}{}{} Port={TORCHAT_PORT},{}",
+            *blob,
+            if pow { " " } else { "" },
+            if pow { POW } else { "" },
+            ctx.target
+        ))
+    };
+    let mut reply = ctl.command(&command(true)).await?;
+    if reply.code != 250 && !reply.first().contains("collision") {
+        // An older tor, or one built without proof-of-work: without it.
+        tracing::info!(
+            "tor refused proof-of-work for our onion service ({} {}); adding it without",
+            reply.code,
+            reply.first()
+        );
+        reply = ctl.command(&command(false)).await?;
+    }
     if reply.code != 250 {
         let mut msg = format!(
             "tor refused our onion service: {} {}",
