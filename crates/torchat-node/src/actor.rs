@@ -36,11 +36,12 @@ const READ_CHUNK: usize = 16 * 1024;
 pub const MAX_PENDING_WRITES: usize = 1024;
 /// Bytes waiting to be written on one connection before the peer is cut off.
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
-/// Events from connection tasks waiting for the actor.
-const INBOX: usize = 1024;
+/// Events from connection tasks waiting for the actor: with [`READ_CHUNK`], at most 4 MiB of
+/// network data (one batch's worth) waits in memory.
+const INBOX: usize = 256;
 /// Inputs taken into one batch (a control request counts as one input). A chunk of control
-/// requests already taken is finished, so a batch holds at most this plus one chunk
-/// ([`crate::control::MAX_CHUNK`]).
+/// requests already taken is finished, so a batch holds at most this plus one chunk (256
+/// requests).
 pub const MAX_BATCH_INPUTS: usize = 1024;
 /// Bytes of network data and control requests taken into one batch.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;

@@ -4,10 +4,13 @@
 //! connection table; it is the only place that reads the clock. Each connection has a reader
 //! task and a writer task with a bounded queue ([`MAX_PENDING_WRITES`] writes,
 //! [`MAX_PENDING_BYTES`] bytes; a peer that does not read is cut off); the line cap of the
-//! codec bounds what one connection can make us hold. Core records are written to the store in
-//! one transaction **before** the outputs that follow them are carried out, so a message is on
-//! disk before it is on the wire. Interfaces talk to the node only through the control API
-//! ([`torchat_api`]) on a Unix socket in the data directory.
+//! codec bounds what one connection can make us hold. The actor works in batches (group
+//! commit): it takes every input that is ready, up to [`MAX_BATCH_INPUTS`] inputs or
+//! [`MAX_BATCH_BYTES`] bytes, writes the core records of all of them in one transaction, and
+//! only then carries out the other outputs and answers the control requests of the batch, so a
+//! message is on disk before it is on the wire or acknowledged. Interfaces talk to the node
+//! only through the control API ([`torchat_api`]) on a Unix socket in the data directory;
+//! requests on one connection are pipelined.
 #![warn(missing_docs)]
 
 mod actor;
@@ -27,7 +30,7 @@ use torchat_store::Store;
 use torchat_tor::{Transport, TransportEvent};
 use torchat_wire::{OnionId, Status};
 
-pub use actor::{MAX_PENDING_BYTES, MAX_PENDING_WRITES};
+pub use actor::{MAX_BATCH_BYTES, MAX_BATCH_INPUTS, MAX_PENDING_BYTES, MAX_PENDING_WRITES};
 pub use control::SOCKET;
 pub use files::{sanitize, FilesConfig};
 pub use identity::Identity;
