@@ -374,6 +374,18 @@ impl Actor {
         }
     }
 
+    /// The delivery state the core just gave a 1:1 message we sent (its `Delivery` event).
+    pub(crate) fn delivery_of(
+        &mut self,
+        id: torchat_core::MsgId,
+    ) -> Option<torchat_core::Delivery> {
+        self.collect();
+        self.batch.outputs.iter().rev().find_map(|o| match o {
+            Output::Event(Event::Delivery { id: i, state, .. }) if *i == id => Some(*state),
+            _ => None,
+        })
+    }
+
     /// Stages a store operation with the batch's records (written before anything is answered).
     pub(crate) fn stage(&mut self, op: Op) {
         self.batch.ops.push(op);

@@ -147,8 +147,12 @@ pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
                 .send_message(&to, text.into_bytes(), t)
                 .map_err(core_err)?;
             // The record is written with this batch, before anything goes on the wire and
-            // before this answer; answer with the state the core chose.
-            let queued = a.core.buddy(&to).is_some_and(|b| b.queued > 0);
+            // before this answer; answer with the state the core chose (its delivery event,
+            // which is cheaper to find than a view of the buddy is to build).
+            let queued = match a.delivery_of(id) {
+                Some(d) => d == torchat_core::Delivery::Queued,
+                None => a.core.buddy(&to).is_some_and(|b| b.queued > 0),
+            };
             Ok(json!({"id": id.to_string(), "state": if queued { "queued" } else { "sent" }}))
         }
         Command::History {

@@ -100,7 +100,10 @@ fn pipelined_requests_are_answered_in_order_and_reads_see_earlier_writes() {
                 let want: Vec<String> = (0..sends).map(|i| format!("p{i}")).collect();
                 assert_eq!(texts, want);
             }
-            None => sends += 1,
+            None => {
+                assert_eq!(v["result"]["state"], json!("sent"), "{v}");
+                sends += 1;
+            }
         }
     }
     // Bob gets all of them, in order.
@@ -225,14 +228,59 @@ fn kill_9_during_a_pipelined_burst_loses_nothing_acknowledged() {
 }
 
 #[test]
-fn remove_me_is_sent_before_the_connection_closes() {
+fn remove_me_is_written_before_the_connection_closes() {
+    // "bob" is this test, listening where alice's direct transport dials him: the connection
+    // alice opens is the only one, so what she writes on it before closing it is all there.
     let root = tempfile::tempdir().unwrap();
-    let (da, db, a, b) = pair(root.path());
-    let (mut ca, mut cb) = (da.client(), db.client());
-    // `remove` writes `remove_me` and closes the connection in the same step: the line must
-    // still go out, so bob drops alice from his list.
-    ca.ok(json!({"cmd": "remove", "id": b}));
-    wait_until(secs(10), "bob told that alice removed him", || {
-        presence(&mut cb, &a).is_empty()
-    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let d = Daemon::start(
+        root.path(),
+        "alice",
+        &direct_config("alice", free_port(), &[("bob", port)], &[]),
+    );
+    let b = legacy_id("bob");
+    let mut c = d.client();
+    c.ok(json!({"cmd": "add", "id": b}));
+    let (sock, _) = listener.accept().unwrap();
+    sock.set_read_timeout(Some(secs(20))).unwrap();
+    let mut rd = BufReader::new(sock);
+    let mut first = String::new();
+    rd.read_line(&mut first).unwrap();
+    assert!(first.starts_with("ping "), "{first}");
+    // `remove` writes `remove_me` and closes the connection in the same step.
+    c.ok(json!({"cmd": "remove", "id": b}));
+    let mut rest = vec![];
+    loop {
+        let mut l = String::new();
+        if rd.read_line(&mut l).unwrap_or(0) == 0 {
+            break; // closed
+        }
+        rest.push(l.trim_end().to_owned());
+    }
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("remove_me"),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn a_message_to_an_offline_buddy_is_answered_queued() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        root.path(),
+        "alice",
+        &direct_config("alice", free_port(), &[], &[]),
+    );
+    let mut c = d.client();
+    let nobody = legacy_id("nobody");
+    c.ok(json!({"cmd": "add", "id": nobody}));
+    for i in 0..3 {
+        let r = c.ok(json!({"cmd": "send", "to": nobody, "text": format!("q{i}")}));
+        assert_eq!(r["state"], json!("queued"), "{r}");
+    }
+    let h = history(&mut c, &nobody);
+    assert_eq!(h.len(), 3);
+    assert!(h.iter().all(|m| m["delivery"] == json!("queued")));
 }
