@@ -133,6 +133,8 @@ pub(crate) struct Actor {
     inbox: mpsc::Receiver<Input>,
     pending_connects: HashMap<ConnId, JoinHandle<()>>,
     batch: Batch,
+    /// The runtime connection tasks run on (the actor has a thread of its own).
+    io: tokio::runtime::Handle,
     /// Batches carried out and their inputs, for `info`.
     pub batches: u64,
     pub batched_inputs: u64,
@@ -156,6 +158,7 @@ impl Actor {
         events: crate::events::Hub,
         log_secrets: bool,
         files: crate::files::Files,
+        io: tokio::runtime::Handle,
     ) -> Self {
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
         let me = core.own_id().clone();
@@ -172,6 +175,7 @@ impl Actor {
             inbox,
             pending_connects: HashMap::new(),
             batch: Batch::default(),
+            io,
             batches: 0,
             batched_inputs: 0,
             stop: false,
@@ -516,7 +520,7 @@ impl Actor {
         tracing::debug!(%conn, to = %self.who(&to), "connecting");
         let fut = self.transport.connect(&to);
         let tx = self.inbox_tx.clone();
-        let h = tokio::spawn(async move {
+        let h = self.io.spawn(async move {
             match fut.await {
                 Ok(stream) => {
                     let _ = tx.send(Input::Connected(conn, stream)).await;
@@ -555,7 +559,7 @@ impl Actor {
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let written = pending.clone();
         let inbox = self.inbox_tx.clone();
-        let reader = tokio::spawn(async move {
+        let reader = self.io.spawn(async move {
             let mut buf = vec![0u8; READ_CHUNK];
             loop {
                 match rd.read(&mut buf).await {
@@ -574,7 +578,7 @@ impl Actor {
             let _ = inbox.send(Input::Closed(conn)).await;
         });
         let inbox = self.inbox_tx.clone();
-        tokio::spawn(async move {
+        self.io.spawn(async move {
             while let Some(data) = rx.recv().await {
                 if wr.write_all(&data).await.is_err() {
                     let _ = inbox.send(Input::Closed(conn)).await;

@@ -120,8 +120,24 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (control_path, server) = control::serve(&cfg.data_dir, cmd_tx, events.clone()).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets, files);
-    let actor = tokio::spawn(a.run(transport_rx, cmd_rx, shutdown_rx));
+    // The actor blocks in SQLite commits (an fsync each), so it gets a thread of its own with a
+    // small runtime for its timers and channels; connection tasks run on the caller's runtime.
+    // (Its allocations also stay in one malloc arena instead of wandering between workers.)
+    let io = tokio::runtime::Handle::current();
+    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets, files, io);
+    let local = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("torchat-actor".into())
+        .spawn(move || {
+            local.block_on(a.run(transport_rx, cmd_rx, shutdown_rx));
+            let _ = done_tx.send(());
+        })?;
+    let actor = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
     tracing::info!(control = %control_path.display(), "node started");
     Ok(NodeHandle {
         control_path,
