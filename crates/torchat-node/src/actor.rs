@@ -45,9 +45,10 @@ const INBOX: usize = 256;
 pub const MAX_BATCH_INPUTS: usize = 1024;
 /// Bytes of network data and control requests taken into one batch.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Outputs (events, transmissions…) after which a batch takes no more inputs, so that the
-/// events of one batch fit a subscriber's queue ([`crate::events::QUEUE`]) with room to spare.
-const MAX_BATCH_OUTPUTS: usize = 4096;
+/// Outputs (events, transmissions…), or store operations, after which a batch takes no more
+/// inputs, so that the events of one batch fit a subscriber's queue
+/// ([`crate::events::QUEUE`]) with room to spare.
+const MAX_BATCH_OUTPUTS: usize = 2048;
 /// After this long without input, caches are given back (see [`Store::release_memory`]).
 const IDLE_RELEASE: Duration = Duration::from_secs(5);
 
@@ -100,6 +101,10 @@ struct ConnHandle {
 struct Batch {
     /// Store operations, in the order of the records.
     ops: Vec<Op>,
+    /// Claims staged in `ops` (each group trust record repeats every claimant so far).
+    claims: std::collections::HashSet<(torchat_store::MsgId, OnionId)>,
+    /// Where the trust update of a message sits in `ops` (a later one replaces it).
+    trust_at: HashMap<torchat_store::MsgId, usize>,
     /// The core's other outputs, in order.
     outputs: Vec<Output>,
     /// Control requests answered once the batch is durable.
@@ -117,6 +122,27 @@ impl Batch {
         self.inputs >= MAX_BATCH_INPUTS
             || self.bytes >= MAX_BATCH_BYTES
             || self.outputs.len() >= MAX_BATCH_OUTPUTS
+            || self.ops.len() >= MAX_BATCH_OUTPUTS
+    }
+
+    /// Adds a store operation. A group message's trust record names every claimant so far and
+    /// may come once per echo: within a batch a claim is staged once and only the last trust
+    /// of a message is written (in the place of the first).
+    fn stage(&mut self, op: Op) {
+        match &op {
+            Op::AddClaim(c) if !self.claims.insert((c.msg_id, c.claimant.clone())) => return,
+            Op::UpdateTrust { id, trust } => {
+                if let Some(&i) = self.trust_at.get(id) {
+                    if let Some(Op::UpdateTrust { trust: t, .. }) = self.ops.get_mut(i) {
+                        *t = *trust;
+                        return;
+                    }
+                }
+                self.trust_at.insert(*id, self.ops.len());
+            }
+            _ => {}
+        }
+        self.ops.push(op);
     }
 }
 
@@ -392,7 +418,7 @@ impl Actor {
 
     /// Stages a store operation with the batch's records (written before anything is answered).
     pub(crate) fn stage(&mut self, op: Op) {
-        self.batch.ops.push(op);
+        self.batch.stage(op);
     }
 
     /// Takes the core's outputs into the batch: records become store operations now, the rest
@@ -404,7 +430,9 @@ impl Actor {
                 Output::Persist(r) => {
                     let t = *t.get_or_insert_with(now);
                     let ops = persist::ops(self.store.as_ref(), &self.batch.ops, &self.me, r, t);
-                    self.batch.ops.extend(ops);
+                    for op in ops {
+                        self.batch.stage(op);
+                    }
                 }
                 other => self.batch.outputs.push(other),
             }
@@ -601,5 +629,54 @@ impl Actor {
     /// Number of open connections (for `info`).
     pub fn open_connections(&self) -> usize {
         self.conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torchat_store as st;
+
+    fn claim(m: u8, who: &str) -> Op {
+        Op::AddClaim(st::Claim {
+            msg_id: st::MsgId([m; 16]),
+            claimant: who.parse().unwrap(),
+            received_at: 1,
+        })
+    }
+
+    fn trust(m: u8, k: u32) -> Op {
+        Op::UpdateTrust {
+            id: st::MsgId([m; 16]),
+            trust: st::Trust::Relayed { k, n: 9 },
+        }
+    }
+
+    #[test]
+    fn a_batch_stages_each_claim_once_and_the_last_trust_of_a_message() {
+        let (a, b) = ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb");
+        let mut batch = Batch::default();
+        // Two echoes of message 1, each record naming every claimant so far.
+        for op in [
+            trust(1, 1),
+            claim(1, a),
+            trust(1, 2),
+            claim(1, a),
+            claim(1, b),
+        ] {
+            batch.stage(op);
+        }
+        batch.stage(claim(2, a));
+        batch.stage(trust(2, 1));
+        assert_eq!(
+            batch.ops,
+            [
+                trust(1, 2),
+                claim(1, a),
+                claim(1, b),
+                claim(2, a),
+                trust(2, 1)
+            ]
+        );
     }
 }

@@ -16,7 +16,8 @@
 //! - `-n N,N…`: 1:1 messages per run; `--window W`: requests in flight on the sender's control
 //!   connection (default 1000);
 //! - `--env K=V`: set in every daemon's environment (e.g. `MALLOC_ARENA_MAX=2`);
-//! - `--group N,N…`, `--group-msgs M`, `--history MESSAGES`, `--pages P`.
+//! - `--group N,N…`, `--group-msgs M`, `--history MESSAGES`, `--pages P`, `--rounds R`,
+//!   `--hold SECONDS` (keep the `rounds` daemons running at the end, to inspect them).
 //!
 //! Sections:
 //! - `idle`: RSS of a daemon with the direct transport and no buddies;
@@ -30,6 +31,8 @@
 //! - `group`: n daemons with v3 identities (signed group messages), one speaker pipelining M
 //!   `group_say`; group messages/s until every member holds all, CPU per group message per
 //!   receiver and for the whole group, fsyncs per message per receiver;
+//! - `rounds`: `--rounds R` rounds of the last `-n` count on one pair of daemons, RSS after
+//!   each once quiet (a leak grows every round; allocator retention does not);
 //! - `history`: a store of M messages in one conversation, written directly with
 //!   `SqliteStore`; daemon start time on it; pages of 50 through the API from the newest back
 //!   (`--pages`, default all), p50/p99/max per page.
@@ -59,6 +62,8 @@ struct Opts {
     group_msgs: usize,
     history: usize,
     pages: Option<usize>,
+    rounds: usize,
+    hold: u64,
 }
 
 fn opts() -> Opts {
@@ -73,6 +78,8 @@ fn opts() -> Opts {
         group_msgs: 500,
         history: 1_000_000,
         pages: None,
+        rounds: 5,
+        hold: 0,
     };
     let list = |s: String| -> Vec<usize> { s.split(',').map(|x| x.parse().unwrap()).collect() };
     let mut args = std::env::args().skip(1);
@@ -90,14 +97,18 @@ fn opts() -> Opts {
             "--group-msgs" => o.group_msgs = args.next().unwrap().parse().unwrap(),
             "--history" => o.history = args.next().unwrap().parse().unwrap(),
             "--pages" => o.pages = Some(args.next().unwrap().parse().unwrap()),
+            "--rounds" => o.rounds = args.next().unwrap().parse().unwrap(),
+            "--hold" => o.hold = args.next().unwrap().parse().unwrap(),
             s if !s.starts_with('-') => o.sections.push(s.to_owned()),
             s => panic!("unknown option {s}"),
         }
     }
     if o.sections.is_empty() {
-        o.sections = ["idle", "buddies", "direct", "socks", "group", "history"]
-            .map(str::to_owned)
-            .to_vec();
+        o.sections = [
+            "idle", "buddies", "direct", "socks", "rounds", "group", "history",
+        ]
+        .map(str::to_owned)
+        .to_vec();
     }
     o
 }
@@ -831,6 +842,77 @@ fn one_to_one(o: &Opts, socks: bool) {
     }
 }
 
+/// Rounds of pipelined 1:1 messages on one pair of daemons, RSS after each once quiet: a leak
+/// grows with every round, memory the allocator keeps for reuse does not.
+fn rounds(o: &Opts) {
+    let root = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let (a, b) = (legacy_id("alice"), legacy_id("bob"));
+    let da = Daemon::start(
+        o,
+        &root.path().join("alice"),
+        &direct_config(Some(&a), pa, &[(b.clone(), pb)]),
+    );
+    let db = Daemon::start(
+        o,
+        &root.path().join("bob"),
+        &direct_config(Some(&b), pb, &[(a.clone(), pa)]),
+    );
+    let (mut aa, mut ab) = (da.api(), db.api());
+    aa.call(json!({"cmd": "add", "id": b}));
+    ab.call(json!({"cmd": "add", "id": a}));
+    wait(Duration::from_secs(30), "alice and bob online", || {
+        aa.presence(&b) == "available" && ab.presence(&a) == "available"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let n = o.counts.last().copied().unwrap_or(100_000);
+    println!(
+        "rounds of {n} messages on one pair; RSS once quiet (3 s): before: alice {}, bob {}",
+        rss(da.pid()),
+        rss(db.pid())
+    );
+    for r in 0..o.rounds {
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"req\":{},\"cmd\":\"send\",\"to\":\"{b}\",\"text\":\"r{r} m{i} a message of some forty bytes\"}}\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let t0 = Instant::now();
+        let (_, failed) = pipeline(&da.dir, lines, o.window, t0);
+        assert_eq!(failed, 0);
+        let last = format!("r{r} m{} a message of some forty bytes", n - 1);
+        wait(Duration::from_secs(600), "bob has the round", || {
+            ab.call(json!({"cmd": "history", "with": a, "limit": 1}))[0]["text"] == json!(last)
+        });
+        let took = t0.elapsed();
+        std::thread::sleep(Duration::from_secs(3));
+        println!(
+            "  round {} ({:.0} msg/s): alice {}, bob {}",
+            r + 1,
+            n as f64 / took.as_secs_f64(),
+            rss(da.pid()),
+            rss(db.pid())
+        );
+    }
+    if o.rounds > 0 {
+        // The node gives its caches back after 5 s without input.
+        std::thread::sleep(Duration::from_secs(5));
+        println!(
+            "  8 s after the last round: alice {}, bob {}",
+            rss(da.pid()),
+            rss(db.pid())
+        );
+    }
+    if o.hold > 0 {
+        // Time to inspect the daemons (e.g. their heap with a debugger).
+        println!("  holding: alice pid {}, bob pid {}", da.pid(), db.pid());
+        std::thread::sleep(Duration::from_secs(o.hold));
+    }
+}
+
 fn group(o: &Opts) {
     for &n in &o.groups {
         let root = tempfile::tempdir().unwrap();
@@ -998,6 +1080,13 @@ fn group(o: &Opts) {
             rss(pids[0]),
             rss(pids[1])
         );
+        if o.hold > 0 {
+            println!(
+                "  holding: speaker pid {}, a receiver pid {}",
+                pids[0], pids[1]
+            );
+            std::thread::sleep(Duration::from_secs(o.hold));
+        }
     }
 }
 
@@ -1107,6 +1196,7 @@ fn main() {
             "socks" => one_to_one(&o, true),
             "group" => group(&o),
             "history" => history(&o),
+            "rounds" => rounds(&o),
             other => panic!("unknown section {other}"),
         }
     }
