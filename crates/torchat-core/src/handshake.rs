@@ -114,7 +114,7 @@ impl Node {
         }
         c.ponged = Some((cookie.clone(), now));
         self.send(conn, &Packet::Pong { cookie });
-        self.maybe_send_info(id);
+        self.maybe_send_info(id, now);
     }
 
     /// Opens a spare outgoing connection beside a running session (one at a time).
@@ -286,6 +286,7 @@ impl Node {
                 if let Some(spare) = b.spare.take() {
                     let old_out = b.out.replace(spare);
                     b.online = false;
+                    b.status_seen = false;
                     if let Some(o) = old_out {
                         self.close_conn_quietly(o);
                     }
@@ -297,7 +298,7 @@ impl Node {
             self.ensure_outgoing(&id, now);
         }
         self.answer_pings(&id, None, now);
-        self.maybe_send_info(&id);
+        self.maybe_send_info(&id, now);
         self.update_presence(&id);
         // It said it was online before we could believe it: now we can.
         let early = self
@@ -311,7 +312,7 @@ impl Node {
 
     /// After the handshake: `client`, `version`, `supports`, profile, `add_me` (permanent
     /// buddies only), then `status` — once per outgoing connection.
-    pub(crate) fn maybe_send_info(&mut self, id: &OnionId) {
+    pub(crate) fn maybe_send_info(&mut self, id: &OnionId, now: Timestamp) {
         let Some(b) = self.buddies.get(id) else {
             return;
         };
@@ -346,6 +347,8 @@ impl Node {
         for p in &packets {
             self.send(out, p);
         }
+        // If its status came first, it is online now.
+        self.maybe_online(id, now);
     }
 
     /// Extensions we announce in `supports`.

@@ -159,9 +159,18 @@ impl Node {
         }
     }
 
-    /// Restores a 1:1 message that was queued and not yet sent. Emits nothing.
+    /// Restores a 1:1 message that was queued and not yet sent. Emits nothing. A recipient
+    /// that is not on the list (a stranger we wrote to) comes back as a temporary buddy, so
+    /// that the message is still delivered.
     pub fn restore_queued(&mut self, id: MsgId, to: OnionId, text: Vec<u8>) {
-        if let Some(b) = self.buddies.get_mut(&to) {
+        if to == self.cfg.own_id {
+            return;
+        }
+        let b = self
+            .buddies
+            .entry(to)
+            .or_insert_with(|| Buddy::new(BuddyKind::Temporary));
+        if b.kind != BuddyKind::Blocked {
             b.queue.push_back(Queued { id, text });
         }
     }
@@ -696,6 +705,7 @@ impl Node {
         b.inc = None;
         b.spare = None;
         b.online = false;
+        b.status_seen = false;
         for o in others {
             if self.conns.remove(&o).is_some() {
                 self.out.push_back(Output::Close { conn: o });
@@ -814,6 +824,7 @@ impl Node {
         b.inc = None;
         b.spare = None;
         b.online = false;
+        b.status_seen = false;
         for c in conns {
             if self.conns.remove(&c).is_some() {
                 self.out.push_back(Output::Close { conn: c });

@@ -94,6 +94,25 @@ impl Node {
         if !matches!(s, torchat_wire::Status::Other(_)) {
             b.status = s;
         }
+        b.status_seen = true;
+        self.maybe_online(id, now);
+    }
+
+    /// The buddy becomes online once its `status` arrived *and* our side of the handshake is
+    /// done (our pong and info went out on a connection of ours): then queued messages and
+    /// group traffic can go out. Called from both ends.
+    pub(crate) fn maybe_online(&mut self, id: &OnionId, now: Timestamp) {
+        let ready = self
+            .ready_out(id)
+            .and_then(|o| self.conns.get(&o))
+            .is_some_and(|c| c.info_sent);
+        let Some(b) = self.buddies.get_mut(id) else {
+            return;
+        };
+        if !b.status_seen || b.inc.is_none() || !ready {
+            self.update_presence(id);
+            return;
+        }
         let first = !b.online;
         b.online = true;
         b.last_seen = Some(now);

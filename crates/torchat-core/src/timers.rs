@@ -174,6 +174,7 @@ impl Node {
         b.inc = None;
         b.spare = None;
         b.online = false;
+        b.status_seen = false;
         for c in session {
             self.close_conn_quietly(c);
         }
