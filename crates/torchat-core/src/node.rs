@@ -48,6 +48,22 @@ pub struct Stats {
     pub handshake_restarts: u64,
     /// Pongs sent again for a ping the peer repeated.
     pub repeated_pongs: u64,
+    /// Packets dropped over a peer's rate limit.
+    pub rate_limited: u64,
+    /// Participant lists rejected for being longer than the group member cap.
+    pub rejected_lists: u64,
+    /// Group invites refused (too many from one inviter, or in total).
+    pub refused_invites: u64,
+    /// Pending group invites dropped (expired, or replaced at the cap).
+    pub dropped_invites: u64,
+    /// File offers from strangers, declined.
+    pub stranger_offers: u64,
+    /// Contact requests dropped to make room for newer ones.
+    pub requests_evicted: u64,
+    /// Messages of strangers dropped over the request inbox caps.
+    pub request_messages_dropped: u64,
+    /// Group messages not stored over a quota.
+    pub quota_dropped: u64,
 }
 
 /// The TorChat protocol state machine. See the crate docs for the driving contract.
@@ -69,6 +85,7 @@ pub struct Node {
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
     pub(crate) files: crate::file::Files,
+    pub(crate) guard: crate::quota::Guard,
 }
 
 impl std::fmt::Debug for Node {
@@ -121,6 +138,7 @@ impl Node {
             groups: BTreeMap::new(),
             outbox: Vec::new(),
             files: Default::default(),
+            guard: Default::default(),
         }
     }
 
@@ -162,7 +180,19 @@ impl Node {
     /// Restores a 1:1 message that was queued and not yet sent. Emits nothing.
     pub fn restore_queued(&mut self, id: MsgId, to: OnionId, text: Vec<u8>) {
         if let Some(b) = self.buddies.get_mut(&to) {
-            b.queue.push_back(Queued { id, text });
+            b.queue.push_back(Queued { id, text, at: None });
+        }
+    }
+
+    /// As [`Node::restore_queued`], with the time the user wrote it (sent along to peers that
+    /// support [`crate::DELAYED_EXT`]).
+    pub fn restore_queued_at(&mut self, id: MsgId, to: OnionId, text: Vec<u8>, at: Timestamp) {
+        if let Some(b) = self.buddies.get_mut(&to) {
+            b.queue.push_back(Queued {
+                id,
+                text,
+                at: Some(at),
+            });
         }
     }
 
@@ -404,6 +434,7 @@ impl Node {
         if self.started {
             self.ensure_outgoing(&id, now);
         }
+        self.request_added(&id);
         Ok(())
     }
 
@@ -444,6 +475,7 @@ impl Node {
             kind: BuddyKind::Blocked,
             alias,
         });
+        self.request_blocked(&id);
         self.event(Event::BuddyList {
             id,
             kind: Some(BuddyKind::Blocked),
@@ -469,6 +501,9 @@ impl Node {
     ) -> Result<MsgId, CommandError> {
         if text.is_empty() {
             return Err(CommandError::Empty);
+        }
+        if *to == self.cfg.own_id {
+            return Err(CommandError::OwnId);
         }
         let max_q = self.cfg.max_queued_per_buddy;
         let Some(b) = self.buddies.get(to) else {
@@ -501,7 +536,11 @@ impl Node {
             Some(out) => self.send(out, &Packet::Message(text)),
             None => {
                 if let Some(b) = self.buddies.get_mut(to) {
-                    b.queue.push_back(Queued { id, text });
+                    b.queue.push_back(Queued {
+                        id,
+                        text,
+                        at: Some(now),
+                    });
                 }
                 self.want_connection(to, now);
             }
