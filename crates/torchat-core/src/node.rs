@@ -358,7 +358,17 @@ impl Node {
                     });
                     self.close_conn(conn, now);
                 }
-                Err(_) => self.stats.bad_lines += 1,
+                Err(_) => {
+                    self.stats.bad_lines += 1;
+                    // Garbage before authentication counts toward the junk limit too.
+                    if self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.unauthenticated_incoming())
+                    {
+                        self.junk_before_auth(conn, now);
+                    }
+                }
             }
         }
     }

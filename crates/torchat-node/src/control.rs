@@ -20,6 +20,11 @@ use crate::convert;
 pub const SOCKET: &str = "control.sock";
 /// Cap on simultaneous control clients.
 const MAX_CLIENTS: usize = 64;
+/// A client over the cap waits this long for a slot (one that just disconnected may not have
+/// been noticed yet), then gets `too_many_clients` and is closed.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Clients over the cap waiting for a slot at once; more are refused without waiting.
+const MAX_WAITING: usize = 64;
 
 type CmdResult = Result<Value, (String, String)>;
 
@@ -279,29 +284,43 @@ pub(crate) async fn serve(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let waiting = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WAITING));
     let task = tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
                 continue;
             };
-            // At the cap a new client is told so and closed at once: never a silent wait.
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                tokio::spawn(refuse(sock));
-                continue;
-            };
             let (commands, events) = (commands.clone(), events.clone());
+            let (slots, waiting) = (slots.clone(), waiting.clone());
             tokio::spawn(async move {
-                client(sock, commands, events).await;
-                drop(permit);
+                // At the cap a new client waits a bounded time for a slot, then is told so
+                // and closed: never a silent hang.
+                let permit = match slots.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => match waiting.try_acquire_owned() {
+                        Ok(_w) => tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok),
+                        Err(_) => None,
+                    },
+                };
+                match permit {
+                    Some(permit) => {
+                        client(sock, commands, events).await;
+                        drop(permit);
+                    }
+                    None => refuse(sock).await,
+                }
             });
         }
     });
     Ok((path, task))
 }
 
-/// The answer to a client over [`MAX_CLIENTS`]: one error line (`req` 0, code
-/// `too_many_clients`), then the connection is closed. Bounded: a client that does not read
-/// is dropped after a second.
+/// The answer to a client over [`MAX_CLIENTS`] (after [`SLOT_WAIT`]): one error line (`req`
+/// 0, code `too_many_clients`), then the connection is closed. Bounded: a client that does not
+/// read is dropped after a second.
 async fn refuse(mut sock: UnixStream) {
     let r = api::Response::err(
         0,
