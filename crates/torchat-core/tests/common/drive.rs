@@ -234,10 +234,8 @@ impl Driver {
                     presence: torchat_core::Presence::Online(_),
                     ..
                 }) => self.online_seen = true,
-                Output::Event(Event::FileOffer { file, .. }) => {
-                    if self.files.len() < 16 {
-                        self.files.push(file);
-                    }
+                Output::Event(Event::FileOffer { file, .. }) if self.files.len() < 16 => {
+                    self.files.push(file);
                 }
                 Output::File(torchat_core::FileIo::Read { file, offset, len }) => {
                     let data = vec![b'x'; len.min(65536)];
