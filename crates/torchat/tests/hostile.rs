@@ -222,7 +222,7 @@ fn subscriber(d: &Daemon) -> (Counts, Arc<AtomicBool>) {
     let (k, s) = (counts.clone(), stop.clone());
     std::thread::spawn(move || {
         while !s.load(Ordering::SeqCst) {
-            let Some(l) = c.read_line() else { continue };
+            let Some(l) = c.read_line() else { break };
             if let Ok(v) = serde_json::from_str::<Value>(&l) {
                 if let Some(e) = v["event"].as_str() {
                     *k.lock().unwrap().entry(e.to_owned()).or_default() += 1;
@@ -248,7 +248,7 @@ fn hostile_peers_and_clients_take_nothing_away() {
         attackers.insert(n, a);
         peers.push((n, port));
     }
-    let da = Daemon::start(
+    let mut da = Daemon::start(
         root.path(),
         "alice",
         &direct_config("alice", pa, &peers, &[]),
@@ -727,6 +727,11 @@ fn hostile_peers_and_clients_take_nothing_away() {
     });
     case("buddy still chatting", &mut rss);
     stop_events.store(true, Ordering::SeqCst);
+    // A request waiting when alice restarts is still there afterwards.
+    es.line("message remember me");
+    wait_until(secs(5), "eve's request", || {
+        request_of(&mut ca, &at("eve").id).is_some()
+    });
 
     assert!(cases >= 30, "{cases} cases");
     let peak = rss.iter().map(|(_, r)| *r).max().unwrap();
@@ -743,4 +748,13 @@ fn hostile_peers_and_clients_take_nothing_away() {
     drop(ts);
     drop(os);
     drop(ps);
+    da.stop();
+    da.spawn();
+    let mut ca = da.client();
+    let r = request_of(&mut ca, &at("eve").id).expect("the request survives a restart");
+    assert_eq!(r["messages"][0]["text"], json!("remember me"));
+    assert!(
+        request_of(&mut ca, &m.id).is_none(),
+        "accepted stays accepted"
+    );
 }
