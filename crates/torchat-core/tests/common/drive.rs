@@ -79,6 +79,7 @@ pub struct Caps {
     pub requests: usize,
     pub request_bytes: usize,
     pub groups: usize,
+    pub transfers: usize,
 }
 
 /// The state of one run.
@@ -169,6 +170,7 @@ impl Driver {
             requests: cfg.guard.max_requests,
             request_bytes: cfg.guard.max_request_bytes_total,
             groups: cfg.max_groups + cfg.guard.max_invites,
+            transfers: cfg.files.max_transfers + cfg.files.max_finished,
         };
         let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let mut node = Node::new(cfg, Box::new(rng));
@@ -467,6 +469,6 @@ impl Driver {
             .sum();
         assert!(held <= self.caps.request_bytes, "request bytes");
         assert!(n.groups().len() <= self.caps.groups, "groups");
-        assert!(n.transfers().len() <= 64, "transfers");
+        assert!(n.transfers().len() <= self.caps.transfers, "transfers");
     }
 }
