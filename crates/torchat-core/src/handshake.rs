@@ -179,12 +179,8 @@ impl Node {
             }
         }
         if !self.buddies.contains_key(&from) {
-            let temps = self
-                .buddies
-                .values()
-                .filter(|b| b.kind == BuddyKind::Temporary)
-                .count();
-            if temps >= self.cfg.max_temporary_buddies {
+            // Group members we do not know have their own cap (quota.rs).
+            if self.stranger_count() >= self.cfg.max_temporary_buddies {
                 return self.refuse_ping(conn, None, "too many temporary buddies", now);
             }
             self.buddies
@@ -357,6 +353,7 @@ impl Node {
             "groupchat".to_owned(),
             crate::group::SIGNED_EXT.to_owned(),
             crate::file::FILE_RESUME_EXT.to_owned(),
+            crate::requests::DELAYED_EXT.to_owned(),
         ]
     }
 
@@ -405,7 +402,10 @@ impl Node {
         let authenticated = self.buddies.get(to).is_some_and(|b| b.inc.is_some());
         let _ = conn;
         if authenticated && crate::file::is_file_packet(&p) {
-            self.handle_file_packet(to, p, now);
+            // Offers count toward the peer's limits too (quota.rs).
+            if let Some(p) = self.screen(to, p, now) {
+                self.handle_file_packet(to, p, now);
+            }
         }
     }
 }

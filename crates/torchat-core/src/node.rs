@@ -48,6 +48,22 @@ pub struct Stats {
     pub handshake_restarts: u64,
     /// Pongs sent again for a ping the peer repeated.
     pub repeated_pongs: u64,
+    /// Packets dropped over a peer's rate limit.
+    pub rate_limited: u64,
+    /// Participant lists rejected for being longer than the group member cap.
+    pub rejected_lists: u64,
+    /// Group invites refused (too many from one inviter, or in total).
+    pub refused_invites: u64,
+    /// Pending group invites dropped (expired, or replaced at the cap).
+    pub dropped_invites: u64,
+    /// File offers from strangers, declined.
+    pub stranger_offers: u64,
+    /// Contact requests dropped to make room for newer ones.
+    pub requests_evicted: u64,
+    /// Messages of strangers dropped over the request inbox caps.
+    pub request_messages_dropped: u64,
+    /// Group messages not stored over a quota.
+    pub quota_dropped: u64,
 }
 
 /// The TorChat protocol state machine. See the crate docs for the driving contract.
@@ -69,6 +85,7 @@ pub struct Node {
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
     pub(crate) files: crate::file::Files,
+    pub(crate) guard: crate::quota::Guard,
 }
 
 impl std::fmt::Debug for Node {
@@ -121,6 +138,7 @@ impl Node {
             groups: BTreeMap::new(),
             outbox: Vec::new(),
             files: Default::default(),
+            guard: Default::default(),
         }
     }
 
@@ -163,6 +181,22 @@ impl Node {
     /// that is not on the list (a stranger we wrote to) comes back as a temporary buddy, so
     /// that the message is still delivered.
     pub fn restore_queued(&mut self, id: MsgId, to: OnionId, text: Vec<u8>) {
+        self.restore_queued_inner(id, to, text, None);
+    }
+
+    /// As [`Node::restore_queued`], with the time the user wrote it (sent along to peers that
+    /// support [`crate::DELAYED_EXT`]).
+    pub fn restore_queued_at(&mut self, id: MsgId, to: OnionId, text: Vec<u8>, at: Timestamp) {
+        self.restore_queued_inner(id, to, text, Some(at));
+    }
+
+    fn restore_queued_inner(
+        &mut self,
+        id: MsgId,
+        to: OnionId,
+        text: Vec<u8>,
+        at: Option<Timestamp>,
+    ) {
         if to == self.cfg.own_id {
             return;
         }
@@ -171,7 +205,7 @@ impl Node {
             .entry(to)
             .or_insert_with(|| Buddy::new(BuddyKind::Temporary));
         if b.kind != BuddyKind::Blocked {
-            b.queue.push_back(Queued { id, text });
+            b.queue.push_back(Queued { id, text, at });
         }
     }
 
@@ -337,7 +371,17 @@ impl Node {
                     });
                     self.close_conn(conn, now);
                 }
-                Err(_) => self.stats.bad_lines += 1,
+                Err(_) => {
+                    self.stats.bad_lines += 1;
+                    // Garbage before authentication counts toward the junk limit too.
+                    if self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.unauthenticated_incoming())
+                    {
+                        self.junk_before_auth(conn, now);
+                    }
+                }
             }
         }
     }
@@ -413,6 +457,7 @@ impl Node {
         if self.started {
             self.ensure_outgoing(&id, now);
         }
+        self.request_added(&id);
         Ok(())
     }
 
@@ -453,6 +498,7 @@ impl Node {
             kind: BuddyKind::Blocked,
             alias,
         });
+        self.request_blocked(&id);
         self.event(Event::BuddyList {
             id,
             kind: Some(BuddyKind::Blocked),
@@ -478,6 +524,9 @@ impl Node {
     ) -> Result<MsgId, CommandError> {
         if text.is_empty() {
             return Err(CommandError::Empty);
+        }
+        if *to == self.cfg.own_id {
+            return Err(CommandError::OwnId);
         }
         let max_q = self.cfg.max_queued_per_buddy;
         let Some(b) = self.buddies.get(to) else {
@@ -510,7 +559,11 @@ impl Node {
             Some(out) => self.send(out, &Packet::Message(text)),
             None => {
                 if let Some(b) = self.buddies.get_mut(to) {
-                    b.queue.push_back(Queued { id, text });
+                    b.queue.push_back(Queued {
+                        id,
+                        text,
+                        at: Some(now),
+                    });
                 }
                 self.want_connection(to, now);
             }

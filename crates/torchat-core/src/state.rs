@@ -96,6 +96,8 @@ impl Conn {
 pub(crate) struct Queued {
     pub id: MsgId,
     pub text: Vec<u8>,
+    /// When the user wrote it, if known.
+    pub at: Option<Timestamp>,
 }
 
 #[derive(Debug)]

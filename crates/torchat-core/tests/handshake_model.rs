@@ -61,6 +61,17 @@ struct Harness {
     pongs_on: BTreeMap<ConnId, u32>,
 }
 
+/// The other torchat core. When it has not added us, our messages are a contact request to
+/// it, whose rate limit (a burst of 10) would drop the model's storm of messages; that limit
+/// has tests of its own, so here it is wide open.
+fn other_core(seed: u64) -> torchat_core::Node {
+    use rand_core::SeedableRng;
+    let mut cfg = torchat_core::Config::new(id("other"));
+    cfg.guard.stranger_chat_rate =
+        torchat_core::RateLimit::new(10_000, Duration::from_millis(1));
+    torchat_core::Node::new(cfg, Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(seed)))
+}
+
 impl Harness {
     /// `flavor` `None`: the peer is another torchat core.
     fn new(flavor: Option<Flavor>, seed: u64, peer_wants_us: bool) -> Self {
@@ -76,7 +87,7 @@ impl Harness {
                 Peer::Legacy(Legacy::new(f, peer_id, me, peer_wants_us))
             }
             None => Peer::Core(CorePeer::new(
-                node("other", seed ^ 0x5eed),
+                other_core(seed ^ 0x5eed),
                 me,
                 peer_wants_us,
                 T0,

@@ -642,10 +642,12 @@ impl Peer {
                             }
                         }
                         torchat_core::Output::Close { conn } => v.push(POut::Close(conn.0 as u32)),
-                        torchat_core::Output::Event(torchat_core::Event::MessageReceived {
-                            text,
-                            ..
-                        }) => c.received.push(strip_delayed(text)),
+                        // A peer that did not add us holds our messages as a contact
+                        // request: they arrived all the same.
+                        torchat_core::Output::Event(
+                            torchat_core::Event::MessageReceived { text, .. }
+                            | torchat_core::Event::RequestMessage { text, .. },
+                        ) => c.received.push(strip_delayed(text)),
                         _ => {}
                     }
                 }

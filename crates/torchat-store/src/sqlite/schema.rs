@@ -109,6 +109,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     ",
+    // 3 -> 4: contact requests from strangers and the messages they hold.
+    "
+    CREATE TABLE requests (
+        peer     TEXT PRIMARY KEY,
+        added_me INTEGER NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at  INTEGER NOT NULL,
+        dropped  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE request_messages (
+        seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+        id   BLOB NOT NULL UNIQUE,
+        peer TEXT NOT NULL,
+        text BLOB NOT NULL,
+        at   INTEGER NOT NULL
+    );
+    CREATE INDEX request_messages_by_peer ON request_messages (peer);
+    ",
 ];
 
 /// The schema version this code writes.
