@@ -58,7 +58,9 @@ mod file;
 mod group;
 mod handshake;
 mod node;
+mod quota;
 mod redundancy;
+mod requests;
 mod session;
 mod state;
 mod time;
@@ -72,10 +74,12 @@ pub use file::{
 };
 pub use group::NO_REDUNDANCY;
 pub use node::{BuddyView, Node, Stats};
+pub use quota::{GuardConfig, RateLimit};
+pub use requests::{HeldMessage, RequestOutcome, RequestView, DELAYED_EXT};
 pub use session::DELAYED_PREFIX;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
     BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, GroupState, GroupView,
-    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, Trust,
+    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Quota, Record, Trust,
 };

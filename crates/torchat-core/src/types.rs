@@ -326,6 +326,46 @@ pub enum Event {
         /// The member whose list includes it.
         peer: OnionId,
     },
+    /// A stranger's contact request was made or changed (it sent `add_me`, a message, or
+    /// messages were dropped over the caps). Answer with [`crate::Node::accept_request`],
+    /// [`crate::Node::ignore_request`] or [`crate::Node::block`].
+    ContactRequest {
+        /// The stranger.
+        id: OnionId,
+        /// It sent `add_me`.
+        added_me: bool,
+        /// Messages held.
+        messages: usize,
+        /// Messages dropped so far.
+        dropped: u64,
+    },
+    /// A stranger's message, held in its contact request (not in a conversation).
+    RequestMessage {
+        /// The stranger.
+        from: OnionId,
+        /// Local id (kept if the request is accepted).
+        id: MsgId,
+        /// Text as received (untrusted).
+        text: Vec<u8>,
+        /// When it arrived.
+        at: Timestamp,
+    },
+    /// A contact request is over.
+    RequestClosed {
+        /// The stranger.
+        id: OnionId,
+        /// How.
+        outcome: crate::requests::RequestOutcome,
+    },
+    /// A quota was reached: what is over it is dropped until the condition ends.
+    QuotaReached {
+        /// The group concerned, if any.
+        gid: Option<GroupId>,
+        /// The peer concerned, if any.
+        id: Option<OnionId>,
+        /// Which quota.
+        what: Quota,
+    },
     /// A peer broke a protocol rule; counted, reacted to as documented.
     Misbehaviour {
         /// The peer, if known.
@@ -444,6 +484,50 @@ pub enum Record {
         /// The entry.
         id: MsgId,
     },
+    /// A contact request was made or changed (its messages are separate records).
+    Request {
+        /// The stranger.
+        id: OnionId,
+        /// It sent `add_me`.
+        added_me: bool,
+        /// When the request was made.
+        first_at: Timestamp,
+        /// When the stranger last sent something.
+        last_at: Timestamp,
+        /// Messages dropped so far.
+        dropped: u64,
+    },
+    /// A message held in a contact request.
+    RequestMessage {
+        /// Local id.
+        id: MsgId,
+        /// The stranger.
+        from: OnionId,
+        /// Text.
+        text: Vec<u8>,
+        /// Arrival time.
+        at: Timestamp,
+    },
+    /// A held message was dropped (over the caps).
+    RequestMessageDropped {
+        /// The message.
+        id: MsgId,
+    },
+    /// A contact request and its held messages are gone (accepted — the messages are
+    /// [`Record::MessageIn`] records now —, ignored, blocked or evicted).
+    RequestRemoved {
+        /// The stranger.
+        id: OnionId,
+    },
+}
+
+/// A quota named in [`Event::QuotaReached`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Quota {
+    /// Stored bytes of a group whose inviter was a stranger
+    /// ([`crate::GuardConfig::stranger_group_bytes`]).
+    StrangerGroupBytes,
 }
 
 /// One thing for the shell to do, drained with [`crate::Node::poll_output`].
@@ -522,6 +606,9 @@ pub enum CommandError {
     /// The buddy's client cannot do this (ruby-torchat cannot receive files).
     #[error("the buddy's client does not support this")]
     NotSupported,
+    /// No pending contact request from that id.
+    #[error("no contact request from that id")]
+    NoSuchRequest,
 }
 
 /// Where we stand in a group.

@@ -26,6 +26,12 @@ const MAX_IN_FLIGHT: usize = 1024;
 pub(crate) const MAX_CHUNK: usize = 256;
 /// Read buffer of a client connection.
 const READ_BUF: usize = 64 * 1024;
+/// A client over the cap waits this long for a slot (one that just disconnected may not have
+/// been noticed yet), then gets `too_many_clients` and is closed.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Clients over the cap waiting for a slot at once; more are refused without waiting.
+const MAX_WAITING: usize = 64;
+
 
 fn err(code: &str, msg: impl Into<String>) -> (String, String) {
     (code.to_owned(), msg.into())
@@ -46,6 +52,7 @@ pub(crate) fn core_err(e: CommandError) -> (String, String) {
         CommandError::NoSuchFile => "no_such_file",
         CommandError::FileState => "file_state",
         CommandError::NotSupported => "not_supported",
+        CommandError::NoSuchRequest => "no_such_request",
         _ => "refused",
     };
     err(code, e.to_string())
@@ -229,11 +236,36 @@ pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
             Ok(json!({}))
         }
         Command::Subscribe => Ok(json!({})),
+        c @ (Command::Requests | Command::RequestAccept { .. } | Command::RequestIgnore { .. }) => {
+            requests_command(a, c)
+        }
         c @ (Command::SendFile { .. }
         | Command::Files
         | Command::FileAccept { .. }
         | Command::FileCancel { .. }
         | Command::FileAutoAccept { .. }) => crate::files::Files::command(a, c),
+        _ => Err(err("bad_request", "unknown command")),
+    }
+}
+
+/// `requests`, `request_accept`, `request_ignore`: strangers' contact requests.
+fn requests_command(a: &mut Actor, cmd: Command) -> CmdResult {
+    let t = now();
+    match cmd {
+        Command::Requests => {
+            let list: Vec<api::ContactRequest> =
+                a.core.requests().iter().map(convert::request).collect();
+            ok_json(list)
+        }
+        Command::RequestAccept { id, alias } => {
+            let id = onion(&id)?;
+            a.core.accept_request(&id, alias, t).map_err(core_err)?;
+            Ok(json!({"id": id.to_string()}))
+        }
+        Command::RequestIgnore { id } => {
+            a.core.ignore_request(&onion(&id)?, t).map_err(core_err)?;
+            Ok(json!({}))
+        }
         _ => Err(err("bad_request", "unknown command")),
     }
 }
@@ -275,24 +307,67 @@ pub(crate) async fn serve(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let waiting = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WAITING));
     let task = tokio::spawn(async move {
         loop {
-            // At the cap, wait for a client to leave before accepting the next one: new
-            // connections wait in the listen backlog instead of being dropped.
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
             let Ok((sock, _)) = listener.accept().await else {
                 continue;
             };
             let (commands, events) = (commands.clone(), events.clone());
+            let (slots, waiting) = (slots.clone(), waiting.clone());
             tokio::spawn(async move {
-                client(sock, commands, events).await;
-                drop(permit);
+                // At the cap a new client waits a bounded time for a slot, then is told so
+                // and closed: never a silent hang.
+                let permit = match slots.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => match waiting.try_acquire_owned() {
+                        Ok(_w) => tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok),
+                        Err(_) => None,
+                    },
+                };
+                match permit {
+                    Some(permit) => {
+                        client(sock, commands, events).await;
+                        drop(permit);
+                    }
+                    None => refuse(sock).await,
+                }
             });
         }
     });
     Ok((path, task))
+}
+
+/// The answer to a client over [`MAX_CLIENTS`] (after [`SLOT_WAIT`]): one error line (`req`
+/// 0, code `too_many_clients`), then the connection is closed. Bounded: a client that does not
+/// read is dropped after a second.
+async fn refuse(mut sock: UnixStream) {
+    let r = api::Response::err(
+        0,
+        "too_many_clients",
+        format!("{MAX_CLIENTS} control clients are connected already; try again later"),
+    );
+    let mut l = line(&r);
+    l.push('\n');
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = sock.write_all(l.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
+}
+
+/// Parses a request line. On failure the error echoes the line's `req` when it is a JSON
+/// object with a numeric `req` (so a pipelining client can match it), else 0.
+fn parse_request(text: &str) -> Result<api::Request, api::Response> {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(api::Response::err(0, "bad_request", e.to_string())),
+    };
+    let req = value.get("req").and_then(Value::as_u64).unwrap_or(0);
+    serde_json::from_value(value).map_err(|e| api::Response::err(req, "bad_request", e.to_string()))
 }
 
 /// A request read from a client, in the order of the answers.
@@ -362,7 +437,7 @@ async fn client(
             if text.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<api::Request>(text.trim()) {
+            match parse_request(text.trim()) {
                 Ok(req) => {
                     let (tx, rx) = oneshot::channel();
                     let subscribe = matches!(req.cmd, Command::Subscribe);
@@ -374,7 +449,7 @@ async fn client(
                         subscribe,
                     }
                 }
-                Err(e) => Pending::Now(api::Response::err(0, "bad_request", e.to_string())),
+                Err(r) => Pending::Now(r),
             }
         };
         if pending_tx.send(p).await.is_err() {
@@ -486,4 +561,23 @@ async fn skip_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> bool {
 
 fn line(r: &api::Response) -> String {
     serde_json::to_string(r).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_request_echoes_its_req_when_it_can_be_read() {
+        let e = parse_request(r#"{"req":42,"cmd":"no_such_command"}"#).unwrap_err();
+        assert_eq!((e.req, e.ok), (42, false));
+        assert_eq!(e.error.unwrap().code, "bad_request");
+        let e = parse_request(r#"{"req":43,"cmd":"send","to":"x"}"#).unwrap_err();
+        assert_eq!(e.req, 43, "a missing field");
+        let e = parse_request(r#"{"req":"7","cmd":"info"}"#).unwrap_err();
+        assert_eq!(e.req, 0, "a req that is not a number cannot be echoed");
+        let e = parse_request("not json").unwrap_err();
+        assert_eq!(e.req, 0);
+        assert_eq!(parse_request(r#"{"req":9,"cmd":"info"}"#).unwrap().req, 9);
+    }
 }

@@ -226,6 +226,31 @@ pub(crate) fn ops(
             own: e.own.map(msg_id),
         })],
         Record::OutboxRemove { id } => vec![Op::DequeuePacket { id: msg_id(id) }],
+        Record::Request {
+            id,
+            added_me,
+            first_at,
+            last_at,
+            dropped,
+        } => vec![Op::UpsertRequest(st::Request {
+            peer: id,
+            added_me,
+            first_at: first_at.as_millis(),
+            last_at: last_at.as_millis(),
+            dropped,
+        })],
+        Record::RequestMessage { id, from, text, at } => {
+            vec![Op::AddRequestMessage(st::RequestMessage {
+                id: msg_id(id),
+                peer: from,
+                text,
+                at: at.as_millis(),
+            })]
+        }
+        Record::RequestMessageDropped { id } => {
+            vec![Op::RemoveRequestMessage { id: msg_id(id) }]
+        }
+        Record::RequestRemoved { id } => vec![Op::RemoveRequest(id)],
         _ => vec![],
     }
 }
@@ -250,10 +275,12 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
         };
         node.restore_buddy_info(&b.id, info);
     }
-    // 1:1 messages that were never sent (an index finds them; the history is not read).
+    // 1:1 messages that were never sent (an index finds them; the history is not read), with
+    // the time they were written (sent along to peers that take delayed messages).
     for m in store.queued_messages()? {
         if let Conversation::Buddy(id) = m.msg.conversation {
-            node.restore_queued(core_msg_id(m.msg.id), id, m.msg.text);
+            let at = Timestamp::from_millis(m.msg.timestamp);
+            node.restore_queued_at(core_msg_id(m.msg.id), id, m.msg.text, at);
         }
     }
     for g in store.groups()? {
@@ -291,6 +318,7 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
             );
         }
     }
+    restore_requests(store, node)?;
     for q in store.queued_packets()? {
         node.restore_outbox(OutboxEntry {
             id: core_msg_id(q.id),
@@ -299,6 +327,33 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
             line: q.line,
             expires: Timestamp::from_millis(q.expires_at),
             own: q.own.map(core_msg_id),
+        });
+    }
+    Ok(())
+}
+
+/// Contact requests and the messages they hold.
+fn restore_requests(store: &dyn Store, node: &mut Node) -> st::Result<()> {
+    let mut held: std::collections::BTreeMap<OnionId, Vec<torchat_core::HeldMessage>> =
+        Default::default();
+    for m in store.request_messages()? {
+        held.entry(m.peer)
+            .or_default()
+            .push(torchat_core::HeldMessage {
+                id: core_msg_id(m.id),
+                text: m.text,
+                at: Timestamp::from_millis(m.at),
+            });
+    }
+    for r in store.requests()? {
+        let messages = held.remove(&r.peer).unwrap_or_default();
+        node.restore_request(torchat_core::RequestView {
+            id: r.peer,
+            added_me: r.added_me,
+            first_at: Timestamp::from_millis(r.first_at),
+            last_at: Timestamp::from_millis(r.last_at),
+            messages,
+            dropped: r.dropped,
         });
     }
     Ok(())

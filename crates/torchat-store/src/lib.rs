@@ -62,6 +62,6 @@ pub use sqlite::{Diagnostics, SqliteStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use store::Store;
 pub use types::{
     keys, Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Group, GroupState, Member,
-    Message, MsgId, OutboxEntry, QueuedPacket, RowId, StoredMessage, Transfer, Trust,
-    TRANSFER_STATES,
+    Message, MsgId, OutboxEntry, QueuedPacket, Request, RequestMessage, RowId, StoredMessage,
+    Transfer, Trust, TRANSFER_STATES,
 };

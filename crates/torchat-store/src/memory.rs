@@ -38,6 +38,10 @@ struct State {
     packets: Vec<QueuedPacket>,
     /// File transfers by id.
     transfers: BTreeMap<u64, Transfer>,
+    /// Contact requests by stranger id.
+    requests: BTreeMap<String, crate::Request>,
+    /// Held request messages in insertion order.
+    request_messages: Vec<crate::RequestMessage>,
     /// The largest row ever assigned.
     last_row: u64,
 }
@@ -187,6 +191,26 @@ impl State {
             }
             Op::UpsertTransfer(t) => b(self.transfers.insert(t.id, t.clone()).is_none()),
             Op::RemoveTransfer { id } => b(self.transfers.remove(id).is_some()),
+            Op::UpsertRequest(r) => b(self
+                .requests
+                .insert(r.peer.as_str().to_owned(), r.clone())
+                .is_none()),
+            Op::RemoveRequest(peer) => {
+                self.request_messages.retain(|m| m.peer != *peer);
+                b(self.requests.remove(peer.as_str()).is_some())
+            }
+            Op::AddRequestMessage(m) => {
+                let new = !self.request_messages.iter().any(|x| x.id == m.id);
+                if new {
+                    self.request_messages.push(m.clone());
+                }
+                b(new)
+            }
+            Op::RemoveRequestMessage { id } => {
+                let before = self.request_messages.len();
+                self.request_messages.retain(|m| m.id != *id);
+                b(self.request_messages.len() != before)
+            }
         })
     }
 
@@ -392,5 +416,13 @@ impl Store for MemoryStore {
 
     fn transfers(&self) -> Result<Vec<Transfer>> {
         Ok(self.state.transfers.values().cloned().collect())
+    }
+
+    fn requests(&self) -> Result<Vec<crate::Request>> {
+        Ok(self.state.requests.values().cloned().collect())
+    }
+
+    fn request_messages(&self) -> Result<Vec<crate::RequestMessage>> {
+        Ok(self.state.request_messages.clone())
     }
 }

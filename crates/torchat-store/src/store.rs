@@ -57,6 +57,10 @@ pub trait Store: Send {
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>>;
     /// Every file transfer, ordered by id.
     fn transfers(&self) -> Result<Vec<Transfer>>;
+    /// Every pending contact request, ordered by stranger id.
+    fn requests(&self) -> Result<Vec<crate::Request>>;
+    /// Every held request message, in the order they were held.
+    fn request_messages(&self) -> Result<Vec<crate::RequestMessage>>;
     /// The whole outbox, ordered by `created_at`, message id, destination.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
     /// Write transactions committed since the store was opened (for the SQLite store each is

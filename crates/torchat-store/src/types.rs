@@ -404,3 +404,31 @@ pub struct Transfer {
     /// When it was last written (ms).
     pub updated_at: u64,
 }
+
+/// A stranger's contact request, kept until the user accepts, ignores or blocks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The stranger.
+    pub peer: OnionId,
+    /// It sent `add_me`.
+    pub added_me: bool,
+    /// When the request was made (ms).
+    pub first_at: u64,
+    /// When the stranger last sent something (ms).
+    pub last_at: u64,
+    /// Messages dropped over the caps so far.
+    pub dropped: u64,
+}
+
+/// A message held in a contact request (not part of any conversation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMessage {
+    /// Its id.
+    pub id: MsgId,
+    /// The stranger.
+    pub peer: OnionId,
+    /// Text as received.
+    pub text: Vec<u8>,
+    /// Arrival time (ms).
+    pub at: u64,
+}

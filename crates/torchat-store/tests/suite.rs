@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use torchat_store::{
     BuddyKind, Claim, Conversation, Delivery, Direction, Error, GroupState, Member, Message, Op,
-    OutboxEntry, QueuedPacket, RowId, Store, Transfer, Trust, MAX_TIME,
+    OutboxEntry, QueuedPacket, Request, RequestMessage, RowId, Store, Transfer, Trust, MAX_TIME,
 };
 
 /// Generates one `#[test]` per case for one implementation.
@@ -24,7 +24,7 @@ macro_rules! suite {
                 outbox_lifecycle, outbox_needs_a_stored_message, batch_results,
                 batch_is_all_or_nothing, invalid_values_are_rejected, packet_queue_keeps_order,
                 queued_messages_are_the_unsent_outgoing_ones, batch_sees_its_own_earlier_ops,
-                commits_are_counted, transfers_roundtrip);
+                commits_are_counted, transfers_roundtrip, requests_roundtrip);
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -654,5 +654,53 @@ mod cases {
         assert_eq!(s.apply(&[Op::RemoveTransfer { id: 7 }]).unwrap(), [1]);
         assert_eq!(s.apply(&[Op::RemoveTransfer { id: 7 }]).unwrap(), [0]);
         assert_eq!(s.transfers().unwrap(), [t2]);
+    }
+
+    pub fn requests_roundtrip(s: &mut dyn Store) {
+        let p = torchat_wire::OnionId::parse("strangerstranger").unwrap();
+        let q = torchat_wire::OnionId::parse("otherotherothera").unwrap();
+        let r = Request {
+            peer: p.clone(),
+            added_me: true,
+            first_at: 10,
+            last_at: 20,
+            dropped: 3,
+        };
+        let m = |n: u8, who: &torchat_wire::OnionId| RequestMessage {
+            id: torchat_store::MsgId([n; 16]),
+            peer: who.clone(),
+            text: vec![0, b'\r', 0x1b, n],
+            at: u64::from(n),
+        };
+        assert_eq!(
+            s.apply(&[
+                Op::UpsertRequest(r.clone()),
+                Op::AddRequestMessage(m(2, &p)),
+                Op::AddRequestMessage(m(1, &p)),
+                Op::AddRequestMessage(m(1, &p)),
+                Op::AddRequestMessage(m(3, &q)),
+            ])
+            .unwrap(),
+            [1, 1, 1, 0, 1]
+        );
+        let mut r2 = r.clone();
+        r2.dropped = 4;
+        assert_eq!(s.apply(&[Op::UpsertRequest(r2.clone())]).unwrap(), [0]);
+        assert_eq!(s.requests().unwrap(), [r2]);
+        assert_eq!(
+            s.request_messages().unwrap(),
+            [m(2, &p), m(1, &p), m(3, &q)]
+        );
+        assert_eq!(
+            s.apply(&[Op::RemoveRequestMessage {
+                id: torchat_store::MsgId([2; 16])
+            }])
+            .unwrap(),
+            [1]
+        );
+        assert_eq!(s.apply(&[Op::RemoveRequest(p.clone())]).unwrap(), [1]);
+        assert_eq!(s.apply(&[Op::RemoveRequest(p)]).unwrap(), [0]);
+        assert!(s.requests().unwrap().is_empty());
+        assert_eq!(s.request_messages().unwrap(), [m(3, &q)]);
     }
 }

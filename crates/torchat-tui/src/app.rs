@@ -87,6 +87,8 @@ pub enum Target {
     Buddy(String),
     /// A group's conversation (or its invite).
     Group(String),
+    /// A stranger's contact request (requests.rs).
+    Request(String),
 }
 
 /// A sidebar row.
@@ -189,6 +191,7 @@ pub(crate) enum Pending {
     Members { gid: String },
     Simple { done: String, then: After },
     Files,
+    Requests,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +224,8 @@ pub struct App {
     pub(crate) now: u64,
     /// File transfers by number.
     pub(crate) files: BTreeMap<u64, torchat_api::Transfer>,
+    /// Contact requests from strangers, by id.
+    pub(crate) requests: BTreeMap<String, torchat_api::ContactRequest>,
     /// A `files` request is under way.
     pub(crate) files_loading: bool,
     /// `$HOME`, for `/send ~/…`.
@@ -253,6 +258,7 @@ impl App {
             groups: BTreeMap::new(),
             convs: BTreeMap::new(),
             current: Target::Home,
+            requests: BTreeMap::new(),
             mode: Mode::Normal,
             input: LineEditor::default(),
             notice: None,
@@ -282,6 +288,7 @@ impl App {
         self.call(Command::Info, Pending::Info);
         self.call(Command::Buddies, Pending::Buddies);
         self.call(Command::Groups, Pending::Groups);
+        self.load_requests();
         std::mem::take(&mut self.out)
     }
 
@@ -290,7 +297,10 @@ impl App {
         match ev {
             AppEvent::Key(k) => self.on_key(k),
             AppEvent::Paste(s) => {
-                if self.mode == Mode::Normal && !self.is_invite() {
+                if self.mode == Mode::Normal
+                    && !self.is_invite()
+                    && !matches!(self.current, Target::Request(_))
+                {
                     self.input.insert_str(&s);
                 }
             }
@@ -382,8 +392,10 @@ impl App {
     }
 
     pub(crate) fn say(&mut self, level: Level, text: impl Into<String>) {
+        let text: String = text.into();
         self.notice = Some(Notice {
-            text: text.into(),
+            // Notices quote names, reasons and file names peers chose: shown safely.
+            text: torchat_api::display::line(&text).into_owned(),
             level,
         });
     }
@@ -404,7 +416,7 @@ impl App {
             .unwrap_or_else(|| short_id(id))
     }
 
-    /// The sidebar: Home, invites, groups, buddies, blocked.
+    /// The sidebar: Home, requests, invites, groups, buddies, blocked.
     pub fn sidebar(&self) -> Vec<SideItem> {
         let mut v = vec![SideItem::Item(Target::Home)];
         let section = |title: &'static str, items: Vec<Target>, v: &mut Vec<SideItem>| {
@@ -413,6 +425,7 @@ impl App {
                 v.extend(items.into_iter().map(SideItem::Item));
             }
         };
+        section("Requests", self.request_targets(), &mut v);
         let groups = |pred: &dyn Fn(GroupState) -> bool| -> Vec<Target> {
             self.groups
                 .values()
@@ -466,7 +479,7 @@ impl App {
         self.notice = None;
         self.current = t.clone();
         let key = match &t {
-            Target::Home => return,
+            Target::Home | Target::Request(_) => return,
             Target::Buddy(id) => id.clone(),
             Target::Group(g) => g.clone(),
         };
@@ -491,7 +504,7 @@ impl App {
 
     fn current_key(&self) -> Option<&str> {
         match &self.current {
-            Target::Home => None,
+            Target::Home | Target::Request(_) => None,
             Target::Buddy(id) => Some(id),
             Target::Group(g) => Some(g),
         }
@@ -730,6 +743,9 @@ impl App {
         let plain = !k
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        if let Target::Request(id) = self.current.clone() {
+            return self.key_request(k, id);
+        }
         if let (true, Target::Group(gid)) = (self.is_invite(), self.current.clone()) {
             match k.code {
                 KeyCode::Char('a') | KeyCode::Char('y') if plain => self.accept(&gid),
@@ -906,7 +922,7 @@ impl App {
             None => line.clone(),
         };
         match self.current.clone() {
-            Target::Home => {
+            Target::Home | Target::Request(_) => {
                 // Consumed, not kept for later: it would be sent glued to the next message.
                 self.input.take();
                 self.say(
@@ -990,7 +1006,7 @@ impl App {
         }
     }
 
-    fn simple(&mut self, cmd: Command, done: String, then: After) {
+    pub(crate) fn simple(&mut self, cmd: Command, done: String, then: After) {
         self.call(cmd, Pending::Simple { done, then });
     }
 
@@ -1199,6 +1215,7 @@ impl App {
         };
         match p {
             Pending::Info => self.apply_info(&v),
+            Pending::Requests => self.set_requests(v),
             Pending::Buddies => {
                 if let Ok(list) = serde_json::from_value::<Vec<api::Buddy>>(v) {
                     self.buddies = list
@@ -1317,6 +1334,7 @@ impl App {
     fn on_failure(&mut self, p: Pending, e: ResponseError) {
         let what = match &p {
             Pending::Info => "info",
+            Pending::Requests => "contact requests",
             Pending::Buddies => "buddy list",
             Pending::Groups => "group list",
             Pending::History { with, .. } => {
@@ -1724,9 +1742,13 @@ impl App {
             | Event::FileState { .. }
             | Event::FileProgress { .. }
             | Event::FileRefused { .. }) => self.on_file_event(e),
+            e @ (Event::Request { .. }
+            | Event::RequestMessage { .. }
+            | Event::RequestClosed { .. }) => self.on_request_event(e),
             Event::Error { message } => self.say(Level::Error, format!("node: {message}")),
             Event::Lagged { missed } => {
                 self.say(Level::Warn, format!("missed {missed} events; reloading"));
+                self.load_requests();
                 self.refresh_buddies();
                 self.refresh_groups();
                 self.call(Command::Info, Pending::Info);

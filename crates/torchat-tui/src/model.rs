@@ -2,6 +2,7 @@
 //! from control-API values.
 
 use torchat_api as api;
+use torchat_api::display;
 
 /// A buddy's presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,16 +100,18 @@ impl BuddyEntry {
         }
     }
 
-    /// From the API.
+    /// From the API. Names and texts are what peers sent: made safe to show here (control
+    /// and bidi characters replaced, see `torchat_api::display`).
     pub fn from_api(b: &api::Buddy) -> BuddyEntry {
+        let safe = |s: &Option<String>| s.as_deref().map(|s| display::line(s).into_owned());
         BuddyEntry {
             id: b.id.clone(),
             kind: b.kind.clone(),
-            alias: b.alias.clone().filter(|a| !a.trim().is_empty()),
+            alias: safe(&b.alias).filter(|a| !a.trim().is_empty()),
             presence: Presence::parse(&b.presence),
-            name: b.name.clone().filter(|n| !n.trim().is_empty()),
-            text: b.text.clone().filter(|t| !t.trim().is_empty()),
-            client: b.client.clone(),
+            name: safe(&b.name).filter(|n| !n.trim().is_empty()),
+            text: safe(&b.text).filter(|t| !t.trim().is_empty()),
+            client: safe(&b.client),
             queued: b.queued,
         }
     }
@@ -416,7 +419,8 @@ impl ChatMessage {
             id: m.id.clone(),
             sender: m.sender.clone(),
             outgoing: m.direction == "out",
-            text: m.text.clone(),
+            // Shown on one line, safe for the terminal (the store keeps the raw text).
+            text: display::line(&m.text).into_owned(),
             at: m.at,
             delivery: m.delivery.as_deref().map(Delivery::parse),
             trust: m.trust.as_deref().map(Trust::parse),
@@ -432,7 +436,7 @@ impl ChatMessage {
             id: String::new(),
             sender: String::new(),
             outgoing: false,
-            text,
+            text: display::line(&text).into_owned(),
             at,
             delivery: None,
             trust: None,

@@ -183,7 +183,15 @@ fn group_chat() -> App {
 fn start_asks_for_info_buddies_and_groups() {
     let mut app = App::new();
     let cmds: Vec<Command> = calls(&app.start()).into_iter().map(|c| c.1).collect();
-    assert_eq!(cmds, [Command::Info, Command::Buddies, Command::Groups]);
+    assert_eq!(
+        cmds,
+        [
+            Command::Info,
+            Command::Buddies,
+            Command::Groups,
+            Command::Requests
+        ]
+    );
     let a = app.start();
     answer(&mut app, a, &node);
     assert_eq!(app.own_id(), Some(ME));
@@ -499,6 +507,101 @@ fn invite_prompt_accept_and_decline() {
     }));
     assert_eq!(calls(&a)[0].1, Command::GroupMembers { gid: "g2".into() });
     assert!(screen(&app).contains("group #g2 · joined"));
+}
+
+#[test]
+fn contact_requests_are_listed_shown_safely_and_answered() {
+    let mut app = App::new();
+    let a = app.start();
+    let stranger = "strangerstranger";
+    answer(&mut app, a, &|c: &Command| match c {
+        Command::Requests => json!([{"id": stranger, "added_me": true, "first_at": T0,
+            "last_at": T0, "dropped": 3, "messages": [
+                {"id": "m1", "text": "hi\u{1b}[2J\u{1b}]0;pwned\u{7} \u{202e}evil", "at": T0}]}]),
+        other => node(other),
+    });
+    let s = screen(&app);
+    assert!(s.contains("Requests"), "{s}");
+    assert!(s.contains("? strange"), "{s}");
+    select(&mut app, Target::Request(stranger.into()));
+    let buf = render(&app, 100, 30);
+    let s = lines(&buf).join("\n");
+    assert!(
+        s.contains("contact request · it added you to its list"),
+        "{s}"
+    );
+    assert!(s.contains("hi␛[2J␛]0;pwned␇ \u{FFFD}evil"), "{s}");
+    assert!(s.contains("3 more messages were dropped"), "{s}");
+    assert!(!s.contains('\u{1b}') && !s.contains('\u{202e}'), "{s}");
+    // Typing is not a message to a stranger; a accepts, d ignores, b blocks.
+    assert!(calls(&app.handle(key(KeyCode::Char('x')))).is_empty());
+    let a = app.handle(key(KeyCode::Char('a')));
+    assert_eq!(
+        calls(&a)[0].1,
+        Command::RequestAccept {
+            id: stranger.into(),
+            alias: None
+        }
+    );
+    let a = app.handle(key(KeyCode::Char('d')));
+    assert_eq!(
+        calls(&a)[0].1,
+        Command::RequestIgnore {
+            id: stranger.into()
+        }
+    );
+    let a = app.handle(key(KeyCode::Char('b')));
+    assert_eq!(
+        calls(&a)[0].1,
+        Command::Block {
+            id: stranger.into()
+        }
+    );
+    // A new message arrives live; then the request is accepted: the buddy's conversation.
+    app.handle(AppEvent::Node(Event::RequestMessage {
+        from: stranger.into(),
+        message: api::HeldMessage {
+            id: "m2".into(),
+            text: "second".into(),
+            at: T0 + 1000,
+        },
+    }));
+    assert!(screen(&app).contains("second"));
+    app.handle(AppEvent::Node(Event::RequestClosed {
+        id: stranger.into(),
+        outcome: "accepted".into(),
+    }));
+    assert_eq!(*app.current(), Target::Buddy(stranger.into()));
+    assert!(!screen(&app).contains("Requests"));
+}
+
+#[test]
+fn hostile_names_and_texts_are_shown_safely() {
+    let mut app = started();
+    let evil = "evilevilevilevil";
+    app.handle(AppEvent::Node(Event::BuddyInfo {
+        buddy: serde_json::from_value(json!({"id": evil, "kind": "temporary", "alias": null,
+            "presence": "available", "name": "nul\u{0}name\r\u{1b}[31m", "text": "x\u{202e}y",
+            "client": null, "queued": 0}))
+        .unwrap(),
+    }));
+    app.handle(AppEvent::Node(Event::Message {
+        message: msg(
+            "e1",
+            evil,
+            evil,
+            "line1\nline2\r\u{1b}[1A\u{9b}2J",
+            T0 + 5000,
+        ),
+    }));
+    select(&mut app, Target::Buddy(evil.into()));
+    let s = lines(&render(&app, 100, 30)).join("\n");
+    assert!(s.contains("nul␀name␍␛[31m"), "{s}");
+    assert!(s.contains("line1␊line2␍␛[1A\u{FFFD}2J"), "{s}");
+    assert!(
+        !s.chars().any(|c| c.is_control() && c != '\n'),
+        "no control character reaches the terminal: {s:?}"
+    );
 }
 
 #[test]

@@ -357,6 +357,22 @@ impl Store for SqliteStore {
         self.collect(&sql, [], codec::read_transfer)
     }
 
+    fn requests(&self) -> Result<Vec<crate::Request>> {
+        self.collect(
+            "SELECT peer, added_me, first_at, last_at, dropped FROM requests ORDER BY peer",
+            [],
+            codec::read_request,
+        )
+    }
+
+    fn request_messages(&self) -> Result<Vec<crate::RequestMessage>> {
+        self.collect(
+            "SELECT id, peer, text, at FROM request_messages ORDER BY seq",
+            [],
+            codec::read_request_message,
+        )
+    }
+
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>> {
         self.collect(
             "SELECT id, dest, gid, line, expires_at, own FROM packet_queue ORDER BY seq",

@@ -109,13 +109,31 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     ",
-    // 3 -> 4: `messages` rebuilt with the same columns and rows; only its CHECKs change, to
+    // 3 -> 4: contact requests from strangers and the messages they hold.
+    "
+    CREATE TABLE requests (
+        peer     TEXT PRIMARY KEY,
+        added_me INTEGER NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at  INTEGER NOT NULL,
+        dropped  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE request_messages (
+        seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+        id   BLOB NOT NULL UNIQUE,
+        peer TEXT NOT NULL,
+        text BLOB NOT NULL,
+        at   INTEGER NOT NULL
+    );
+    CREATE INDEX request_messages_by_peer ON request_messages (peer);
+    ",
+    // 4 -> 5: `messages` rebuilt with the same columns and rows; only its CHECKs change, to
     // equivalent ones without `IN` lists of more than two values (SQLite evaluates those by
     // building a temporary table on every insert and update, the largest cost of an insert).
     // Plus an index for the queued outgoing messages, read at start without the history.
     // (Foreign keys are off while migrating; `migrate` checks them before committing.)
     "
-    CREATE TABLE messages_v4 (
+    CREATE TABLE messages_v5 (
         seq        INTEGER PRIMARY KEY,
         msg_id     BLOB NOT NULL UNIQUE CHECK (length(msg_id) = 16),
         conv_kind  TEXT NOT NULL CHECK (conv_kind IN ('buddy', 'group')),
@@ -132,12 +150,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         trust_k    INTEGER NOT NULL DEFAULT 0,
         trust_n    INTEGER NOT NULL DEFAULT 0
     );
-    INSERT INTO messages_v4 (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
+    INSERT INTO messages_v5 (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
                              delivery, delivery_k, trust, trust_k, trust_n)
         SELECT seq, msg_id, conv_kind, conv, direction, sender, text, ts,
                delivery, delivery_k, trust, trust_k, trust_n FROM messages;
     DROP TABLE messages;
-    ALTER TABLE messages_v4 RENAME TO messages;
+    ALTER TABLE messages_v5 RENAME TO messages;
     CREATE INDEX messages_by_conversation ON messages (conv_kind, conv, seq);
     CREATE INDEX messages_queued ON messages (seq) WHERE delivery = 'queued';
     ",
