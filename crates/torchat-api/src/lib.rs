@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod display;
+
 /// The API version spoken by this crate.
 pub const VERSION: u32 = 1;
 
@@ -172,6 +174,22 @@ pub enum Command {
         /// On or off.
         on: bool,
     },
+    /// Pending contact requests from strangers, with the messages they hold.
+    Requests,
+    /// Accept a contact request: the stranger becomes a buddy and its held messages move into
+    /// the conversation.
+    RequestAccept {
+        /// Onion id.
+        id: String,
+        /// Our name for it.
+        #[serde(default)]
+        alias: Option<String>,
+    },
+    /// Ignore a contact request: its held messages are dropped (the stranger is not told).
+    RequestIgnore {
+        /// Onion id.
+        id: String,
+    },
     /// Start receiving events on this connection.
     Subscribe,
     /// Stop the node (flushes the store).
@@ -274,6 +292,34 @@ pub struct Message {
     pub delivery: Option<String>,
     /// For group messages: the trust tag, e.g. `(Direct)`, `(8 of 10)`.
     pub trust: Option<String>,
+}
+
+/// A stranger's contact request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactRequest {
+    /// The stranger's onion id.
+    pub id: String,
+    /// It sent `add_me` (it has us on its list).
+    pub added_me: bool,
+    /// When the request was made.
+    pub first_at: u64,
+    /// When the stranger last sent something.
+    pub last_at: u64,
+    /// Messages dropped over the inbox caps or the rate limit.
+    pub dropped: u64,
+    /// Held messages, oldest first.
+    pub messages: Vec<HeldMessage>,
+}
+
+/// A message held in a contact request (raw text, as received).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMessage {
+    /// Message id (kept when the request is accepted).
+    pub id: String,
+    /// Text.
+    pub text: String,
+    /// Arrival time.
+    pub at: u64,
 }
 
 /// A group as the API shows it.
@@ -455,6 +501,42 @@ pub enum Event {
         size: u64,
         /// Why.
         reason: String,
+    },
+    /// A stranger's contact request was made or changed: answer with `request_accept`,
+    /// `request_ignore` or `block`.
+    Request {
+        /// The stranger.
+        id: String,
+        /// It sent `add_me`.
+        added_me: bool,
+        /// Messages held.
+        messages: usize,
+        /// Messages dropped so far.
+        dropped: u64,
+    },
+    /// A stranger's message, held in its contact request.
+    RequestMessage {
+        /// The stranger.
+        from: String,
+        /// The message.
+        message: HeldMessage,
+    },
+    /// A contact request is over: `accepted`, `ignored`, `blocked` or `evicted` (dropped for
+    /// a newer one at the cap).
+    RequestClosed {
+        /// The stranger.
+        id: String,
+        /// How.
+        outcome: String,
+    },
+    /// A quota was reached (`stranger_group_bytes`): what goes over it is dropped.
+    Quota {
+        /// Which quota.
+        what: String,
+        /// The group concerned.
+        gid: Option<String>,
+        /// The peer concerned.
+        id: Option<String>,
     },
     /// Something went wrong inside the node.
     Error {

@@ -347,6 +347,9 @@ struct Instance {
     /// Which keystore slot (service nickname) it runs under.
     slot: usize,
     launched: std::time::SystemTime,
+    /// The onion-service time periods our consensus knew when it was launched: a fresh
+    /// instance uploads its descriptor for each of them.
+    covered: Vec<tor_hscrypto::time::TimePeriod>,
 }
 
 impl Drop for Instance {
@@ -359,13 +362,14 @@ impl Supervisor {
     /// Bootstraps, launches our service, then keeps it reachable:
     ///
     /// - probes it periodically (`Ready` when it answers, a problem when it stays silent);
-    /// - republishes it ahead of every onion-service time-period boundary. tor-hsservice 0.47
-    ///   uploads the descriptor for the *next* period only when it launches (its upload loop
-    ///   stops at the first period that is up to date), so without this an Arti-hosted
-    ///   service is unreachable for tens of seconds after each boundary. A fresh instance
-    ///   uploads every period it knows; it is launched under the other keystore slot (same
-    ///   key, same address) while the old one still runs, and the old one goes once a probe
-    ///   reached the new one;
+    /// - republishes it for every next onion-service time period, as soon as the consensus
+    ///   knows that period (the second half of the current one). tor-hsservice 0.47 uploads
+    ///   the descriptor for the *next* period only when it launches (its upload loop stops at
+    ///   the first period that is up to date), so without this an Arti-hosted service is
+    ///   unreachable for tens of seconds after each boundary. A fresh instance uploads every
+    ///   period it knows; it is launched under the other keystore slot (same key, same
+    ///   address) while the old one still runs, and the old one goes once a probe reached the
+    ///   new one;
     /// - right after each boundary, once our consensus is in the new period, probes again
     ///   and republishes at once if the probe fails.
     async fn run(self) {
@@ -390,13 +394,21 @@ impl Supervisor {
             let plan = self.period_plan(&current, checked_period);
             let handover_at = plan.handover.unwrap_or_else(far_future);
             let recheck_at = plan.recheck.unwrap_or_else(far_future);
+            // Look at the time period again at its end, and at least every 30 s (a new
+            // consensus may move us into the next one).
+            let replan_at = plan
+                .period_end
+                .map(instant_at)
+                .unwrap_or_else(far_future)
+                .min(Instant::now() + REPLAN_EVERY);
             tokio::select! {
+                () = tokio::time::sleep_until(replan_at) => {}
                 () = tokio::time::sleep_until(next_probe) => {
                     let ok = self.probe(&mut current.hits).await;
                     next_probe = self.after_probe(&mut health, ok).await;
                 }
                 () = tokio::time::sleep_until(handover_at) => {
-                    tracing::info!(id = self.own.short(), "republishing our onion service before the time period ends");
+                    tracing::info!(id = self.own.short(), "republishing our onion service for the next time period");
                     current = self.handover(current).await;
                 }
                 () = tokio::time::sleep_until(recheck_at) => {
@@ -417,38 +429,60 @@ impl Supervisor {
         }
     }
 
+    /// The onion-service time periods our current consensus knows (the current one, and the
+    /// previous or the next one once its shared random value is known).
+    fn known_periods(&self) -> Vec<tor_hscrypto::time::TimePeriod> {
+        self.client
+            .dirmgr()
+            .ok()
+            .and_then(|d| d.timely_netdir().ok())
+            .map(|nd| {
+                nd.hs_all_time_periods()
+                    .iter()
+                    .map(tor_netdir::HsDirParams::time_period)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// When to republish, and when to check reachability in a new time period, from the time
-    /// period of our current consensus.
+    /// periods of our current consensus.
     fn period_plan(
         &self,
         current: &Instance,
         checked: Option<std::time::SystemTime>,
     ) -> PeriodPlan {
-        let range = self
+        let Some(nd) = self
             .client
             .dirmgr()
             .ok()
             .and_then(|d| d.timely_netdir().ok())
-            .and_then(|nd| nd.hs_time_period().range().ok());
-        let Some(range) = range.filter(|_| self.republish) else {
+            .filter(|_| self.republish)
+        else {
             return PeriodPlan::default();
         };
-        let len = range
-            .end
-            .duration_since(range.start)
-            .unwrap_or(Duration::from_secs(86_400));
-        let lead = republish_lead(len);
-        let handover = range.end.checked_sub(lead).filter(|t| {
-            // An instance launched in the lead window has uploaded the next period already.
-            current.launched < *t
+        let period = nd.hs_time_period();
+        let Ok(range) = period.range() else {
+            return PeriodPlan::default();
+        };
+        // As soon as the consensus knows the next period (its shared random value is out:
+        // the second half of the current one), an instance that was launched before must be
+        // replaced by one that uploads for it too.
+        let next_known = period.next().is_some_and(|next| {
+            nd.hs_all_time_periods()
+                .iter()
+                .any(|p| p.time_period() == next)
+                && !current.covered.contains(&next)
         });
-        // Check reachability once per period, shortly after it began for us.
+        let handover = next_known.then_some(std::time::SystemTime::now());
+        // Check reachability once per period, as soon as our consensus is in it.
         let recheck = (checked != Some(range.start) && current.launched < range.start)
             .then_some(std::time::SystemTime::now());
         PeriodPlan {
             handover: handover.map(instant_at),
             recheck: recheck.map(instant_at),
             period_start: Some(range.start),
+            period_end: Some(range.end),
         }
     }
 
@@ -642,6 +676,7 @@ impl Supervisor {
                         hits,
                         slot,
                         launched: std::time::SystemTime::now(),
+                        covered: self.known_periods(),
                     });
                 }
                 Ok(None) => {
@@ -703,6 +738,9 @@ impl Supervisor {
     }
 }
 
+/// How often the supervisor looks at the time period of the current consensus.
+const REPLAN_EVERY: Duration = Duration::from_secs(15);
+
 /// How long a new instance may take to be reachable before the old one goes anyway.
 const HANDOVER_WAIT: Duration = Duration::from_secs(120);
 
@@ -736,13 +774,8 @@ struct PeriodPlan {
     recheck: Option<Instant>,
     /// Start of the current period.
     period_start: Option<std::time::SystemTime>,
-}
-
-/// How long before a time-period boundary to republish: a sixth of the period, between one
-/// minute and one hour (the next period's descriptor can only be made in the second half of a
-/// period, once its shared random value is known).
-fn republish_lead(period: Duration) -> Duration {
-    (period / 6).clamp(Duration::from_secs(60), Duration::from_secs(3600))
+    /// End of the current period.
+    period_end: Option<std::time::SystemTime>,
 }
 
 /// The tokio instant of a wall-clock time (now if it is past).

@@ -73,7 +73,8 @@ pub struct Config {
     pub max_unauthenticated: usize,
     /// Cap on unauthenticated incoming connections naming the same id.
     pub max_unauthenticated_per_id: usize,
-    /// Cap on temporary buddies (strangers who pinged us, group members we are not buddies with).
+    /// Cap on strangers who pinged us (temporary buddies not pinned by a group; group members
+    /// we are not buddies with have their own cap, [`crate::GuardConfig::max_member_buddies`]).
     pub max_temporary_buddies: usize,
     /// Cap on messages queued for one offline buddy; more is refused, never dropped silently.
     pub max_queued_per_buddy: usize,
@@ -147,6 +148,8 @@ pub struct Config {
     pub max_received_ids_per_buddy: usize,
     /// File transfer limits and timings.
     pub files: crate::file::FileConfig,
+    /// Quotas and rate limits per peer, the contact-request inbox, pending invites.
+    pub guard: crate::quota::GuardConfig,
 }
 
 impl Config {
@@ -209,6 +212,7 @@ impl Config {
             max_unacked_per_buddy: 4096,
             max_received_ids_per_buddy: 4096,
             files: crate::file::FileConfig::default(),
+            guard: crate::quota::GuardConfig::default(),
         }
     }
 }

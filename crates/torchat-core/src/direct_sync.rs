@@ -114,13 +114,14 @@ impl Node {
         to: &OnionId,
         id: MsgId,
         text: Vec<u8>,
+        written: Option<Timestamp>,
         now: Timestamp,
     ) {
-        let at = self
+        let noted = self
             .dsync
             .get_mut(to)
-            .and_then(|d| d.queued_at.remove(&id))
-            .unwrap_or(now);
+            .and_then(|d| d.queued_at.remove(&id));
+        let at = written.or(noted).unwrap_or(now);
         self.send_direct(out, to, id, text, at, true);
     }
 

@@ -147,7 +147,8 @@ impl Node {
         modes: Vec<String>,
         now: Timestamp,
     ) -> Result<GroupId, CommandError> {
-        if self.groups.len() >= self.cfg.max_groups {
+        // Pending invites do not count: strangers cannot make this fail (quota.rs).
+        if self.groups_in_use() >= self.cfg.max_groups {
             return Err(CommandError::TooMany);
         }
         let gid = self.new_gid();
@@ -208,10 +209,16 @@ impl Node {
     /// Accepts an invite: adopt the inviter's list, verify members we do not know, answer the
     /// inviter with our view until it has nothing to add, then join.
     pub fn group_accept(&mut self, gid: &GroupId, now: Timestamp) -> Result<(), CommandError> {
-        let g = self.groups.get_mut(gid).ok_or(CommandError::NoSuchGroup)?;
+        let g = self.groups.get(gid).ok_or(CommandError::NoSuchGroup)?;
         if g.state != GroupState::Invited {
             return Err(CommandError::GroupState);
         }
+        if self.groups_in_use() >= self.cfg.max_groups {
+            return Err(CommandError::TooMany);
+        }
+        let Some(g) = self.groups.get_mut(gid) else {
+            return Err(CommandError::NoSuchGroup);
+        };
         g.state = GroupState::Joining;
         // Messages said before we joined are not fetched for us (torchat_sync).
         g.sync.floor = Some(now);
@@ -595,10 +602,7 @@ impl Node {
         if self.groups.contains_key(&gid) {
             return; // known group: ruby-torchat ignores repeated invites too
         }
-        if self.groups.len() >= self.cfg.max_groups {
-            self.non_member();
-            return;
-        }
+        // Pending invites are capped per inviter and in total before we get here (quota.rs).
         let g = Group::new(GroupState::Invited, modes.clone(), Some(from.clone()));
         self.groups.insert(gid.clone(), g);
         self.event(Event::GroupInvite {
@@ -970,6 +974,9 @@ impl Node {
         let Some(s) = self.groups.get(gid).and_then(|g| g.engine.get(id)).cloned() else {
             return;
         };
+        if !self.charge_group(gid, s.text.len()) {
+            return; // a group from a stranger over its stored-bytes quota (quota.rs)
+        }
         self.persist(Record::GroupMessage {
             gid: gid.clone(),
             id,
@@ -1134,13 +1141,8 @@ impl Node {
         if *id == self.cfg.own_id {
             return;
         }
-        let temps = self
-            .buddies
-            .values()
-            .filter(|b| b.kind == BuddyKind::Temporary)
-            .count();
         if !self.buddies.contains_key(id) {
-            if temps >= self.cfg.max_temporary_buddies {
+            if !self.room_for_member_buddy() {
                 return;
             }
             self.buddies
@@ -1157,7 +1159,8 @@ impl Node {
             b.last_seen = Some(b.last_seen.unwrap_or(now));
         }
         if self.started {
-            self.want_connection(id, now);
+            // Members we do not know are dialled at a bounded rate (quota.rs).
+            self.want_member_connection(id, now);
         }
     }
 

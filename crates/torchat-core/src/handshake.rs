@@ -114,7 +114,7 @@ impl Node {
         }
         c.ponged = Some((cookie.clone(), now));
         self.send(conn, &Packet::Pong { cookie });
-        self.maybe_send_info(id);
+        self.maybe_send_info(id, now);
     }
 
     /// Opens a spare outgoing connection beside a running session (one at a time).
@@ -179,12 +179,8 @@ impl Node {
             }
         }
         if !self.buddies.contains_key(&from) {
-            let temps = self
-                .buddies
-                .values()
-                .filter(|b| b.kind == BuddyKind::Temporary)
-                .count();
-            if temps >= self.cfg.max_temporary_buddies {
+            // Group members we do not know have their own cap (quota.rs).
+            if self.stranger_count() >= self.cfg.max_temporary_buddies {
                 return self.refuse_ping(conn, None, "too many temporary buddies", now);
             }
             self.buddies
@@ -286,6 +282,7 @@ impl Node {
                 if let Some(spare) = b.spare.take() {
                     let old_out = b.out.replace(spare);
                     b.online = false;
+                    b.status_seen = false;
                     if let Some(o) = old_out {
                         self.close_conn_quietly(o);
                     }
@@ -297,7 +294,7 @@ impl Node {
             self.ensure_outgoing(&id, now);
         }
         self.answer_pings(&id, None, now);
-        self.maybe_send_info(&id);
+        self.maybe_send_info(&id, now);
         self.update_presence(&id);
         // It said it was online before we could believe it: now we can.
         let early = self
@@ -311,7 +308,7 @@ impl Node {
 
     /// After the handshake: `client`, `version`, `supports`, profile, `add_me` (permanent
     /// buddies only), then `status` — once per outgoing connection.
-    pub(crate) fn maybe_send_info(&mut self, id: &OnionId) {
+    pub(crate) fn maybe_send_info(&mut self, id: &OnionId, now: Timestamp) {
         let Some(b) = self.buddies.get(id) else {
             return;
         };
@@ -346,6 +343,8 @@ impl Node {
         for p in &packets {
             self.send(out, p);
         }
+        // If its status came first, it is online now.
+        self.maybe_online(id, now);
     }
 
     /// Extensions we announce in `supports`.
@@ -354,6 +353,7 @@ impl Node {
             "groupchat".to_owned(),
             crate::group::SIGNED_EXT.to_owned(),
             crate::file::FILE_RESUME_EXT.to_owned(),
+            crate::requests::DELAYED_EXT.to_owned(),
         ];
         if self.cfg.sync {
             exts.push(crate::sync::SYNC_EXT.to_owned());
@@ -406,7 +406,10 @@ impl Node {
         let authenticated = self.buddies.get(to).is_some_and(|b| b.inc.is_some());
         let _ = conn;
         if authenticated && crate::file::is_file_packet(&p) {
-            self.handle_file_packet(to, p, now);
+            // Offers count toward the peer's limits too (quota.rs).
+            if let Some(p) = self.screen(to, p, now) {
+                self.handle_file_packet(to, p, now);
+            }
         }
     }
 }

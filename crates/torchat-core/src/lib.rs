@@ -61,7 +61,9 @@ mod file;
 mod group;
 mod handshake;
 mod node;
+mod quota;
 mod redundancy;
+mod requests;
 mod session;
 mod state;
 mod sync;
@@ -76,12 +78,14 @@ pub use file::{
 };
 pub use group::NO_REDUNDANCY;
 pub use node::{BuddyView, Node, Stats};
+pub use quota::{GuardConfig, RateLimit};
+pub use requests::{HeldMessage, RequestOutcome, RequestView, DELAYED_EXT};
 pub use session::DELAYED_PREFIX;
 pub use sync::SYNC_EXT;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
     BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, GroupState, GroupView,
-    LoadRequest, MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Record, SyncCopy,
-    SyncMeta, Trust,
+    LoadRequest, MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Quota, Record,
+    SyncCopy, SyncMeta, Trust,
 };

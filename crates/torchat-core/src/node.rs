@@ -54,6 +54,22 @@ pub struct Stats {
     pub sync_ignored: u64,
     /// Messages skipped because no member had them any more (older than its retention).
     pub sync_skipped: u64,
+    /// Packets dropped over a peer's rate limit.
+    pub rate_limited: u64,
+    /// Participant lists rejected for being longer than the group member cap.
+    pub rejected_lists: u64,
+    /// Group invites refused (too many from one inviter, or in total).
+    pub refused_invites: u64,
+    /// Pending group invites dropped (expired, or replaced at the cap).
+    pub dropped_invites: u64,
+    /// File offers from strangers, declined.
+    pub stranger_offers: u64,
+    /// Contact requests dropped to make room for newer ones.
+    pub requests_evicted: u64,
+    /// Messages of strangers dropped over the request inbox caps.
+    pub request_messages_dropped: u64,
+    /// Group messages not stored over a quota.
+    pub quota_dropped: u64,
 }
 
 /// The TorChat protocol state machine. See the crate docs for the driving contract.
@@ -74,11 +90,15 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
+    /// When `start` ran, and message ids made since (see [`MsgId::ordered`]).
+    msg_epoch: u64,
+    msg_count: u64,
     pub(crate) files: crate::file::Files,
     /// Extension `torchat_sync`: wants being answered from storage, and 1:1 delivery state.
     pub(crate) loads: BTreeMap<u64, crate::sync::Load>,
     pub(crate) next_load: u64,
     pub(crate) dsync: BTreeMap<OnionId, crate::direct_sync::DirectSync>,
+    pub(crate) guard: crate::quota::Guard,
 }
 
 impl std::fmt::Debug for Node {
@@ -130,10 +150,13 @@ impl Node {
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
+            msg_epoch: 0,
+            msg_count: 0,
             files: Default::default(),
             loads: BTreeMap::new(),
             next_load: 0,
             dsync: BTreeMap::new(),
+            guard: Default::default(),
         }
     }
 
@@ -172,16 +195,42 @@ impl Node {
         }
     }
 
-    /// Restores a 1:1 message that was queued and not yet sent. Emits nothing.
+    /// Restores a 1:1 message that was queued and not yet sent. Emits nothing. A recipient
+    /// that is not on the list (a stranger we wrote to) comes back as a temporary buddy, so
+    /// that the message is still delivered.
     pub fn restore_queued(&mut self, id: MsgId, to: OnionId, text: Vec<u8>) {
-        if let Some(b) = self.buddies.get_mut(&to) {
-            b.queue.push_back(Queued { id, text });
+        self.restore_queued_inner(id, to, text, None);
+    }
+
+    /// As [`Node::restore_queued`], with the time the user wrote it (sent along to peers that
+    /// support [`crate::DELAYED_EXT`]).
+    pub fn restore_queued_at(&mut self, id: MsgId, to: OnionId, text: Vec<u8>, at: Timestamp) {
+        self.restore_queued_inner(id, to, text, Some(at));
+    }
+
+    fn restore_queued_inner(
+        &mut self,
+        id: MsgId,
+        to: OnionId,
+        text: Vec<u8>,
+        at: Option<Timestamp>,
+    ) {
+        if to == self.cfg.own_id {
+            return;
+        }
+        let b = self
+            .buddies
+            .entry(to)
+            .or_insert_with(|| Buddy::new(BuddyKind::Temporary));
+        if b.kind != BuddyKind::Blocked {
+            b.queue.push_back(Queued { id, text, at });
         }
     }
 
     /// Starts connecting to every buddy we want to be connected to.
     pub fn start(&mut self, now: Timestamp) {
         self.started = true;
+        self.msg_epoch = now.as_millis();
         let wanted: Vec<OnionId> = self
             .buddies
             .iter()
@@ -341,7 +390,17 @@ impl Node {
                     });
                     self.close_conn(conn, now);
                 }
-                Err(_) => self.stats.bad_lines += 1,
+                Err(_) => {
+                    self.stats.bad_lines += 1;
+                    // Garbage before authentication counts toward the junk limit too.
+                    if self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.unauthenticated_incoming())
+                    {
+                        self.junk_before_auth(conn, now);
+                    }
+                }
             }
         }
     }
@@ -417,6 +476,7 @@ impl Node {
         if self.started {
             self.ensure_outgoing(&id, now);
         }
+        self.request_added(&id);
         Ok(())
     }
 
@@ -457,6 +517,7 @@ impl Node {
             kind: BuddyKind::Blocked,
             alias,
         });
+        self.request_blocked(&id);
         self.event(Event::BuddyList {
             id,
             kind: Some(BuddyKind::Blocked),
@@ -482,6 +543,9 @@ impl Node {
     ) -> Result<MsgId, CommandError> {
         if text.is_empty() {
             return Err(CommandError::Empty);
+        }
+        if *to == self.cfg.own_id {
+            return Err(CommandError::OwnId);
         }
         let max_q = self.cfg.max_queued_per_buddy;
         let Some(b) = self.buddies.get(to) else {
@@ -514,7 +578,11 @@ impl Node {
             Some(out) => self.send_direct(out, to, id, text, now, false),
             None => {
                 if let Some(b) = self.buddies.get_mut(to) {
-                    b.queue.push_back(Queued { id, text });
+                    b.queue.push_back(Queued {
+                        id,
+                        text,
+                        at: Some(now),
+                    });
                 }
                 self.note_queued(to, id, now);
                 self.want_connection(to, now);
@@ -600,7 +668,8 @@ impl Node {
     pub(crate) fn new_msg_id(&mut self) -> MsgId {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
-        MsgId(b)
+        self.msg_count += 1;
+        MsgId::ordered(self.msg_epoch, self.msg_count, b)
     }
 
     /// The cookie of our pings to `id`: SHA-256 of a per-run secret and the id, as 64
@@ -710,6 +779,7 @@ impl Node {
         b.inc = None;
         b.spare = None;
         b.online = false;
+        b.status_seen = false;
         for o in others {
             if self.conns.remove(&o).is_some() {
                 self.out.push_back(Output::Close { conn: o });
@@ -829,6 +899,7 @@ impl Node {
         b.inc = None;
         b.spare = None;
         b.online = false;
+        b.status_seen = false;
         for c in conns {
             if self.conns.remove(&c).is_some() {
                 self.out.push_back(Output::Close { conn: c });

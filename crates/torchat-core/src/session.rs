@@ -12,6 +12,10 @@ pub const DELAYED_PREFIX: &[u8] = b"[delayed] ";
 impl Node {
     /// A packet from `id` on its authenticated incoming connection.
     pub(crate) fn handle_session_packet(&mut self, id: &OnionId, p: Packet, now: Timestamp) {
+        // Rate limits, contact requests, invite and list caps (quota.rs).
+        let Some(p) = self.screen(id, p, now) else {
+            return;
+        };
         match p {
             Packet::Status(s) => self.on_status(id, s, now),
             Packet::Client(v) => self.update_info(id, |i| i.client = Some(v)),
@@ -25,7 +29,7 @@ impl Node {
                 self.remember_extensions(id, &exts);
                 self.update_info(id, |i| i.supports = exts);
             }
-            Packet::AddMe(_) => self.on_add_me(id),
+            Packet::AddMe(_) => self.on_add_me(id, now),
             Packet::RemoveMe(_) => self.on_remove_me(id, now),
             Packet::Message(text) => self.on_message(id, text, now),
             Packet::SyncMessage {
@@ -107,6 +111,25 @@ impl Node {
         if !matches!(s, torchat_wire::Status::Other(_)) {
             b.status = s;
         }
+        b.status_seen = true;
+        self.maybe_online(id, now);
+    }
+
+    /// The buddy becomes online once its `status` arrived *and* our side of the handshake is
+    /// done (our pong and info went out on a connection of ours): then queued messages and
+    /// group traffic can go out. Called from both ends.
+    pub(crate) fn maybe_online(&mut self, id: &OnionId, now: Timestamp) {
+        let ready = self
+            .ready_out(id)
+            .and_then(|o| self.conns.get(&o))
+            .is_some_and(|c| c.info_sent);
+        let Some(b) = self.buddies.get_mut(id) else {
+            return;
+        };
+        if !b.status_seen || b.inc.is_none() || !ready {
+            self.update_presence(id);
+            return;
+        }
         let first = !b.online;
         b.online = true;
         b.last_seen = Some(now);
@@ -132,7 +155,14 @@ impl Node {
         };
         let queued: Vec<_> = b.queue.drain(..).collect();
         for q in queued {
-            self.send_queued(out, id, q.id, q.text, now);
+            if self.is_sync_peer(id) {
+                // `sync_message` with its id and original time, tracked until acknowledged.
+                self.send_queued(out, id, q.id, q.text, q.at, now);
+            } else {
+                // `[delayed] <text>`, or the original time to a torchat peer (requests.rs).
+                let p = self.delayed_packet(id, &q);
+                self.send(out, &p);
+            }
             self.persist(Record::MessageDelivery {
                 id: q.id,
                 state: Delivery::Sent,
@@ -145,30 +175,14 @@ impl Node {
         }
     }
 
-    fn on_add_me(&mut self, id: &OnionId) {
-        let Some(b) = self.buddies.get_mut(id) else {
+    fn on_add_me(&mut self, id: &OnionId, now: Timestamp) {
+        let Some(b) = self.buddies.get(id) else {
             return;
         };
         match b.kind {
-            BuddyKind::Temporary => {
-                // As Python and Pascal TorChat do: whoever adds us appears on our list.
-                b.kind = BuddyKind::Permanent;
-                let alias = b.alias.clone();
-                self.persist(Record::Buddy {
-                    id: id.clone(),
-                    kind: BuddyKind::Permanent,
-                    alias,
-                });
-                self.event(Event::BuddyList {
-                    id: id.clone(),
-                    kind: Some(BuddyKind::Permanent),
-                });
-                self.event(Event::AddedUs { id: id.clone() });
-                // Answer in kind, as we would have at handshake time for a permanent buddy.
-                if let Some(out) = self.ready_out(id) {
-                    self.send(out, &Packet::AddMe(Default::default()));
-                }
-            }
+            // Python and Pascal TorChat put whoever adds them on their list; we hold it as a
+            // contact request until the user accepts (requests.rs).
+            BuddyKind::Temporary => self.request_add_me(id, now),
             BuddyKind::Permanent | BuddyKind::Blocked => {}
         }
     }
@@ -203,19 +217,20 @@ impl Node {
         });
     }
 
-    fn on_message(&mut self, id: &OnionId, text: Vec<u8>, now: Timestamp) {
+    /// A 1:1 message from a buddy, arrived (or, delayed, written) at `at`.
+    pub(crate) fn on_message(&mut self, id: &OnionId, text: Vec<u8>, at: Timestamp) {
         let msg = self.new_msg_id();
         self.persist(Record::MessageIn {
             id: msg,
             from: id.clone(),
             text: text.clone(),
-            at: now,
+            at,
         });
         self.event(Event::MessageReceived {
             id: msg,
             from: id.clone(),
             text,
-            at: now,
+            at,
         });
     }
 

@@ -96,6 +96,8 @@ impl Conn {
 pub(crate) struct Queued {
     pub id: MsgId,
     pub text: Vec<u8>,
+    /// When the user wrote it, if known.
+    pub at: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -110,8 +112,11 @@ pub(crate) struct Buddy {
     pub spare: Option<ConnId>,
     /// Its authenticated incoming connection.
     pub inc: Option<ConnId>,
-    /// First `status` received since authentication.
+    /// Online: authenticated, its first `status` received and our own handshake packets sent
+    /// (so messages can go out).
     pub online: bool,
+    /// Its `status` arrived this session (it may come before our side is ready).
+    pub status_seen: bool,
     pub status: Status,
     pub info: PeerInfo,
     pub supports: BTreeSet<String>,
@@ -140,6 +145,7 @@ impl Buddy {
             spare: None,
             inc: None,
             online: false,
+            status_seen: false,
             status: Status::Available,
             info: PeerInfo::default(),
             supports: BTreeSet::new(),
@@ -153,11 +159,12 @@ impl Buddy {
         }
     }
 
-    /// Whether we keep (re)connecting to this buddy.
+    /// Whether we keep (re)connecting to this buddy: it is on our list, a group needs it, or
+    /// messages wait for it (the user wrote to a stranger who went away).
     pub fn wanted(&self) -> bool {
         match self.kind {
             BuddyKind::Permanent => true,
-            BuddyKind::Temporary => self.pinned,
+            BuddyKind::Temporary => self.pinned || !self.queue.is_empty(),
             BuddyKind::Blocked => false,
         }
     }

@@ -37,6 +37,9 @@ impl Node {
         if let Some(t) = self.file_timeout() {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
+        if let Some(t) = self.guard_timeout() {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         next
     }
 
@@ -87,6 +90,7 @@ impl Node {
         }
         self.handle_group_timeout(now);
         self.handle_file_timeout(now);
+        self.handle_guard_timeout(now);
     }
 
     /// The handshake timeout that applies after `stalls` restarts without success.
@@ -174,6 +178,7 @@ impl Node {
         b.inc = None;
         b.spare = None;
         b.online = false;
+        b.status_seen = false;
         for c in session {
             self.close_conn_quietly(c);
         }

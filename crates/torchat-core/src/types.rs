@@ -33,14 +33,29 @@ pub enum ConnectError {
     Other,
 }
 
-/// A message id: 16 random bytes, unique for every message we create.
+/// A message id: 16 bytes, unique for every message we create. Local: it names a message in
+/// our store and our API, never on the wire (signed group messages carry their own random
+/// `msgid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId(pub [u8; 16]);
 
 impl MsgId {
+    /// An id that sorts by creation: 48 bits of `epoch_ms` (when the node started), 48 bits
+    /// of `count` (ids made since), then 32 bits of `random`. Ids made one after the other are
+    /// neighbours in the store's index, so storing a burst of messages touches a few index
+    /// pages instead of one random page per message.
+    pub fn ordered(epoch_ms: u64, count: u64, random: [u8; 16]) -> MsgId {
+        let mut b = random;
+        b[..6].copy_from_slice(&epoch_ms.to_be_bytes()[2..]);
+        b[6..12].copy_from_slice(&count.to_be_bytes()[2..]);
+        MsgId(b)
+    }
+
     /// Lower-case hex, 32 characters.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        let mut s = String::with_capacity(32);
+        s.push_str(hex32(&self.0).as_str());
+        s
     }
 
     /// Parses 32 hex characters.
@@ -60,8 +75,28 @@ impl MsgId {
 
 impl fmt::Display for MsgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(hex32(&self.0).as_str())
     }
+}
+
+/// 16 bytes as 32 lower-case hex digits, on the stack (ids are formatted for every message).
+struct Hex32([u8; 32]);
+
+impl Hex32 {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+fn hex32(b: &[u8; 16]) -> Hex32 {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, x) in b.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(x >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(x & 15)];
+    }
+    Hex32(out)
 }
 
 /// Which list a buddy is on.
@@ -332,6 +367,46 @@ pub enum Event {
         /// The member whose list includes it.
         peer: OnionId,
     },
+    /// A stranger's contact request was made or changed (it sent `add_me`, a message, or
+    /// messages were dropped over the caps). Answer with [`crate::Node::accept_request`],
+    /// [`crate::Node::ignore_request`] or [`crate::Node::block`].
+    ContactRequest {
+        /// The stranger.
+        id: OnionId,
+        /// It sent `add_me`.
+        added_me: bool,
+        /// Messages held.
+        messages: usize,
+        /// Messages dropped so far.
+        dropped: u64,
+    },
+    /// A stranger's message, held in its contact request (not in a conversation).
+    RequestMessage {
+        /// The stranger.
+        from: OnionId,
+        /// Local id (kept if the request is accepted).
+        id: MsgId,
+        /// Text as received (untrusted).
+        text: Vec<u8>,
+        /// When it arrived.
+        at: Timestamp,
+    },
+    /// A contact request is over.
+    RequestClosed {
+        /// The stranger.
+        id: OnionId,
+        /// How.
+        outcome: crate::requests::RequestOutcome,
+    },
+    /// A quota was reached: what is over it is dropped until the condition ends.
+    QuotaReached {
+        /// The group concerned, if any.
+        gid: Option<GroupId>,
+        /// The peer concerned, if any.
+        id: Option<OnionId>,
+        /// Which quota.
+        what: Quota,
+    },
     /// A peer broke a protocol rule; counted, reacted to as documented.
     Misbehaviour {
         /// The peer, if known.
@@ -487,6 +562,50 @@ pub enum Record {
         /// The entry.
         id: MsgId,
     },
+    /// A contact request was made or changed (its messages are separate records).
+    Request {
+        /// The stranger.
+        id: OnionId,
+        /// It sent `add_me`.
+        added_me: bool,
+        /// When the request was made.
+        first_at: Timestamp,
+        /// When the stranger last sent something.
+        last_at: Timestamp,
+        /// Messages dropped so far.
+        dropped: u64,
+    },
+    /// A message held in a contact request.
+    RequestMessage {
+        /// Local id.
+        id: MsgId,
+        /// The stranger.
+        from: OnionId,
+        /// Text.
+        text: Vec<u8>,
+        /// Arrival time.
+        at: Timestamp,
+    },
+    /// A held message was dropped (over the caps).
+    RequestMessageDropped {
+        /// The message.
+        id: MsgId,
+    },
+    /// A contact request and its held messages are gone (accepted — the messages are
+    /// [`Record::MessageIn`] records now —, ignored, blocked or evicted).
+    RequestRemoved {
+        /// The stranger.
+        id: OnionId,
+    },
+}
+
+/// A quota named in [`Event::QuotaReached`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Quota {
+    /// Stored bytes of a group whose inviter was a stranger
+    /// ([`crate::GuardConfig::stranger_group_bytes`]).
+    StrangerGroupBytes,
 }
 
 /// One thing for the shell to do, drained with [`crate::Node::poll_output`].
@@ -569,6 +688,9 @@ pub enum CommandError {
     /// The buddy's client cannot do this (ruby-torchat cannot receive files).
     #[error("the buddy's client does not support this")]
     NotSupported,
+    /// No pending contact request from that id.
+    #[error("no contact request from that id")]
+    NoSuchRequest,
 }
 
 /// Where we stand in a group.
@@ -767,5 +889,29 @@ mod tests {
         ] {
             assert_eq!(Trust::parse_label(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn message_ids_print_as_lower_case_hex_and_parse_back() {
+        let id = MsgId([
+            0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba,
+            0xdc, 0xfe,
+        ]);
+        let hex = "00017f80abcdefff1032547698badcfe";
+        assert_eq!(id.to_hex(), hex);
+        assert_eq!(id.to_string(), hex);
+        assert_eq!(MsgId::from_hex(hex), Some(id));
+        assert_eq!(MsgId::from_hex(&hex.to_uppercase()), Some(id));
+        assert_eq!(MsgId::from_hex(&hex[1..]), None);
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_start_then_count_and_keep_random_bits() {
+        let r = [0xee; 16];
+        let a = MsgId::ordered(1_700_000_000_000, 1, r);
+        let b = MsgId::ordered(1_700_000_000_000, 2, [0; 16]);
+        let c = MsgId::ordered(1_700_000_000_001, 0, r);
+        assert!(a < b && b < c);
+        assert_eq!(a.to_hex(), "018bcfe56800000000000001eeeeeeee");
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::script::{session, Script};
+use common::script::Script;
 use common::{id, Net, T0};
 use md5::{Digest, Md5};
 use torchat_core::{
@@ -106,6 +106,15 @@ fn summary(line: &[u8]) -> String {
         }
         _ => String::from_utf8_lossy(line).into_owned(),
     }
+}
+
+/// A session with a buddy on our list (files from strangers are declined: quota.rs).
+fn session(s: &mut Script, p: &OnionId) -> (ConnId, ConnId) {
+    let r = common::script::session(s, p);
+    let now = s.now;
+    s.node.add_buddy(p.clone(), None, now).unwrap();
+    s.drain();
+    r
 }
 
 /// Our node online with a legacy peer (no `supports`): (script, its connection, ours).
@@ -871,6 +880,8 @@ fn ruby_torchat_gets_no_files_and_no_lines_on_its_connection() {
     s.feed(inc, b"client ruby-torchat");
     s.feed(inc, b"status available");
     let now = s.now;
+    s.node.add_buddy(p.clone(), None, now).unwrap();
+    s.drain();
     assert_eq!(
         s.node.send_file(&p, b"f".to_vec(), 10, now),
         Err(torchat_core::CommandError::NotSupported)

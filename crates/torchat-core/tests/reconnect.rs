@@ -165,3 +165,42 @@ fn a_flood_of_idle_connections_does_not_lock_a_buddy_out() {
     ));
     assert!(net.peers[0].node.stats().evicted_connections > 0);
 }
+
+/// Messages queued for a buddy while it is down (its program was killed) reach it once it is
+/// back, whether it dials first or we do.
+#[test]
+fn messages_queued_while_a_buddy_was_down_reach_it_when_it_is_back() {
+    for bob_dials_first in [true, false] {
+        let mut net = online_pair();
+        let (a, b) = (net.id(0), net.id(1));
+        net.refuse.insert((0, 1));
+        net.restart(1, node("bob", 99));
+        let now = net.now;
+        for k in 0..5 {
+            let id = net.peers[0]
+                .node
+                .send_message(&b, format!("while down {k}").into_bytes(), now)
+                .unwrap();
+            let _ = id;
+        }
+        net.run();
+        assert_eq!(net.peers[0].node.buddy(&b).unwrap().queued, 5);
+        net.advance(secs(3));
+        net.refuse.remove(&(0, 1));
+        if bob_dials_first {
+            let now = net.now;
+            net.peers[1].node.add_buddy(a.clone(), None, now).unwrap();
+            net.peers[1].node.start(now);
+        }
+        net.time_until_online(0, 1, secs(60)).expect("back");
+        net.advance(secs(1));
+        let got = net.texts_received(1);
+        for k in 0..5 {
+            let t = format!("[delayed] while down {k}");
+            assert!(
+                got.contains(&t),
+                "bob dials first: {bob_dials_first}; bob got {got:?}"
+            );
+        }
+    }
+}

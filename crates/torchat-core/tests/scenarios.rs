@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{id, node, seed_node, Net};
-use torchat_core::{BuddyKind, Delivery, Event, Presence};
+use torchat_core::{BuddyKind, Delivery, Event, Presence, Timestamp};
 use torchat_wire::{Packet, Status};
 
 fn secs(s: u64) -> Duration {
@@ -97,7 +97,8 @@ fn handshake_brings_both_online_with_the_right_sequence() {
         ]
     );
     assert!(a_to_b.contains(
-        &"supports groupchat torchat_signed torchat_file_resume torchat_sync".to_owned()
+        &"supports groupchat torchat_signed torchat_file_resume torchat_delayed torchat_sync"
+            .to_owned()
     ));
     assert_handshake_discipline(&net);
     assert_only_outgoing_writes(&net);
@@ -232,6 +233,7 @@ fn offline_messages_to_a_legacy_peer_are_sent_once_as_delayed() {
         .iter()
         .any(|e| matches!(e, Event::Delivery { id, state: Delivery::Queued, .. } if *id == m1)));
     assert_eq!(net.peers[0].node.buddy(&b).unwrap().queued, 2);
+    let now_written = now;
     // Bob comes up some minutes later and adds alice.
     net.advance(secs(200));
     net.set_down(0, 1, false);
@@ -239,10 +241,18 @@ fn offline_messages_to_a_legacy_peer_are_sent_once_as_delayed() {
     net.peers[1].node.add_buddy(a, None, now).unwrap();
     net.peers[1].node.start(now);
     net.advance(secs(5));
-    assert_eq!(
-        net.texts_received(1),
-        ["[delayed] first", "[delayed] second"]
-    );
+    // Between torchat nodes the text arrives as written, with the time it was written
+    // (extension torchat_delayed; a legacy peer gets "[delayed] first", see handshake.rs).
+    assert_eq!(net.texts_received(1), ["first", "second"]);
+    let times: Vec<Timestamp> = net
+        .events(1)
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageReceived { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(times, [now_written, now_written]);
     assert_eq!(net.peers[0].node.buddy(&b).unwrap().queued, 0);
     // Exactly once, even across later reconnects.
     net.cut(0, 1);
@@ -325,7 +335,7 @@ fn reconnect_backoff_grows_randomised_and_is_reset_by_a_ping() {
 }
 
 #[test]
-fn stranger_becomes_temporary_buddy_and_add_me_makes_it_permanent() {
+fn a_strangers_add_me_is_a_request_until_accepted() {
     let mut net = Net::new(vec![node("alice", 1), node("carol", 3)]);
     let (a, c) = (net.id(0), net.id(1));
     let now = net.now;
@@ -334,17 +344,49 @@ fn stranger_becomes_temporary_buddy_and_add_me_makes_it_permanent() {
     net.peers[0].node.start(now);
     net.peers[1].node.start(now);
     net.run();
-    // Alice connected back; carol is permanent on her side, so carol sent add_me, which made
-    // her permanent on alice's list, and alice answered with add_me.
+    let now = net.now;
+    net.peers[1]
+        .node
+        .send_message(&a, "hi, it is carol".into(), now)
+        .unwrap();
+    net.run();
+    // Alice connected back; carol's add_me and message are a contact request, not a buddy
+    // and not a conversation (Python TorChat would have made carol permanent at once).
     assert!(net.online(0, 1));
+    assert_eq!(
+        net.peers[0].node.buddy(&c).unwrap().kind,
+        BuddyKind::Temporary
+    );
+    assert!(net.texts_received(0).is_empty());
+    let r = net.peers[0].node.request(&c).expect("a request");
+    assert!(r.added_me);
+    assert_eq!(r.messages.len(), 1);
+    assert!(!net.events(0).iter().any(|e| matches!(
+        e,
+        Event::AddedUs { .. }
+            | Event::BuddyList {
+                kind: Some(BuddyKind::Permanent),
+                ..
+            }
+    )));
+    // Alice accepts: carol is permanent, the held message moves into the conversation with
+    // its arrival time, and carol is told with add_me.
+    let held_at = r.messages[0].at;
+    let now = net.now + secs(30);
+    net.advance(secs(30));
+    net.peers[0].node.accept_request(&c, None, now).unwrap();
+    net.run();
     assert_eq!(
         net.peers[0].node.buddy(&c).unwrap().kind,
         BuddyKind::Permanent
     );
+    assert!(net.peers[0].node.request(&c).is_none());
+    assert_eq!(net.texts_received(0), ["hi, it is carol"]);
     assert!(net
         .events(0)
         .iter()
-        .any(|e| matches!(e, Event::AddedUs { id } if *id == c)));
+        .any(|e| matches!(e, Event::MessageReceived { at, .. } if *at == held_at && *at < now)));
+    assert!(net.texts(0, 1).iter().any(|l| l.starts_with("add_me")));
     assert_handshake_discipline(&net);
     // Carol removes alice: alice removes carol and disconnects.
     let now = net.now;

@@ -21,6 +21,7 @@ use crate::proto::{self, build, text_lines, ParseError, MAX_BODY};
 
 mod control;
 mod irc;
+mod requests;
 #[cfg(test)]
 mod tests;
 
@@ -150,6 +151,8 @@ enum Op {
     History { title: String },
     Files,
     File { what: String },
+    Requests,
+    RequestDone { what: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -929,6 +932,9 @@ impl Gateway {
                     human_size(size)
                 ));
             }
+            e @ (Event::Request { .. }
+            | Event::RequestMessage { .. }
+            | Event::RequestClosed { .. }) => self.on_request_event(e),
             Event::TorProgress { percent, summary } if self.tor_percent != Some(percent) => {
                 self.tor_percent = Some(percent);
                 self.control_notice(&format!("Tor: {percent}% {summary}"));

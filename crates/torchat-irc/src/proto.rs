@@ -92,14 +92,19 @@ pub fn parse(line: &str) -> Result<Message, ParseError> {
     })
 }
 
-/// `s` without CR, LF and NUL (each replaced by a space): safe inside one IRC line.
+/// `s` safe inside one IRC line: CR, LF and NUL become spaces, every other control character
+/// (ESC, IRC formatting codes, C1) and bidirectional override is replaced by a visible
+/// character (`torchat_api::display::line`), so a peer can neither break the line nor
+/// restyle or reorder what the IRC client shows.
 pub fn clean(s: &str) -> String {
-    s.chars()
+    let s: String = s
+        .chars()
         .map(|c| match c {
             '\r' | '\n' | '\0' => ' ',
             c => c,
         })
-        .collect()
+        .collect();
+    torchat_api::display::line(&s).into_owned()
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

@@ -200,6 +200,72 @@ pub(crate) fn event(e: &Event, me: &torchat_wire::OnionId) -> Option<api::Event>
             to: to.to_string(),
             own: own.map(|o| o.to_string()),
         },
+        Event::ContactRequest {
+            id,
+            added_me,
+            messages,
+            dropped,
+        } => api::Event::Request {
+            id: id.to_string(),
+            added_me: *added_me,
+            messages: *messages,
+            dropped: *dropped,
+        },
+        Event::RequestMessage {
+            from,
+            id,
+            text: t,
+            at,
+        } => api::Event::RequestMessage {
+            from: from.to_string(),
+            message: api::HeldMessage {
+                id: id.to_string(),
+                text: text(t),
+                at: at.as_millis(),
+            },
+        },
+        Event::RequestClosed { id, outcome } => api::Event::RequestClosed {
+            id: id.to_string(),
+            outcome: request_outcome(*outcome).to_owned(),
+        },
+        Event::QuotaReached { gid, id, what } => api::Event::Quota {
+            what: match what {
+                torchat_core::Quota::StrangerGroupBytes => "stranger_group_bytes",
+                _ => "other",
+            }
+            .to_owned(),
+            gid: gid.as_ref().map(|g| g.to_string()),
+            id: id.as_ref().map(|i| i.to_string()),
+        },
         _ => return None,
     })
+}
+
+pub(crate) fn request_outcome(o: torchat_core::RequestOutcome) -> &'static str {
+    match o {
+        torchat_core::RequestOutcome::Accepted => "accepted",
+        torchat_core::RequestOutcome::Ignored => "ignored",
+        torchat_core::RequestOutcome::Blocked => "blocked",
+        torchat_core::RequestOutcome::Evicted => "evicted",
+    }
+}
+
+/// A core contact request as the API shows it.
+pub(crate) fn request(r: &torchat_core::RequestView) -> api::ContactRequest {
+    api::ContactRequest {
+        id: r.id.to_string(),
+        added_me: r.added_me,
+        first_at: r.first_at.as_millis(),
+        last_at: r.last_at.as_millis(),
+        dropped: r.dropped,
+        messages: r
+            .messages
+            .iter()
+            .map(|m| api::HeldMessage {
+                id: m.id.to_string(),
+                text: text(&m.text),
+                at: m.at.as_millis(),
+            })
+            .collect(),
+    }
 }

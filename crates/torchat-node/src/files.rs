@@ -617,9 +617,11 @@ impl Files {
                 size,
                 reason,
             } => {
+                // Refused unasked, so nobody chose to look at it: the name goes out the way it
+                // would be saved (last component, no control characters, bounded), never raw.
                 let _ = a.events.send(api::Event::FileRefused {
                     from: from.to_string(),
-                    name: String::from_utf8_lossy(name).into_owned(),
+                    name: sanitize(name),
                     size: *size,
                     reason: refusal_str(*reason).to_owned(),
                 });

@@ -58,17 +58,46 @@ fn core_kind(k: st::BuddyKind) -> BuddyKind {
     }
 }
 
-/// The store operations for one core record. Needs the store to keep what a record does not
-/// carry (a buddy's last known profile).
-pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) -> Vec<Op> {
+/// A buddy's row as it will be once `pending` (operations not yet committed) is: the last
+/// pending upsert of it, else the stored row.
+pub(crate) fn buddy_row(store: &dyn Store, pending: &[Op], id: &OnionId) -> Option<st::Buddy> {
+    for op in pending.iter().rev() {
+        match op {
+            Op::UpsertBuddy(b) if b.id == *id => return Some(b.clone()),
+            Op::RemoveBuddy(r) if r == id => return None,
+            _ => {}
+        }
+    }
+    store.buddy(id).ok().flatten()
+}
+
+/// When a group was first stored, counting `pending` (operations not yet committed).
+fn group_created(store: &dyn Store, pending: &[Op], gid: &torchat_wire::GroupId) -> Option<u64> {
+    for op in pending.iter().rev() {
+        match op {
+            Op::UpsertGroup(g) if g.gid == *gid => return Some(g.created_at),
+            Op::RemoveGroup(g) if g == gid => return None,
+            _ => {}
+        }
+    }
+    store.group(gid).ok().flatten().map(|g| g.created_at)
+}
+
+/// The store operations for one core record. Needs the store, and the operations of the batch
+/// not yet committed (`pending`), to keep what a record does not carry (a buddy's last known
+/// profile, when a group was created).
+pub(crate) fn ops(
+    store: &dyn Store,
+    pending: &[Op],
+    me: &OnionId,
+    r: Record,
+    now: Timestamp,
+) -> Vec<Op> {
     let now = now.as_millis();
     match r {
         Record::Buddy { id, kind: k, alias } => {
-            let mut b = store
-                .buddy(&id)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| st::Buddy::new(id, kind(k)));
+            let mut b =
+                buddy_row(store, pending, &id).unwrap_or_else(|| st::Buddy::new(id, kind(k)));
             b.kind = kind(k);
             b.alias = alias;
             vec![Op::UpsertBuddy(b)]
@@ -120,11 +149,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
                 GroupState::Joined => st::GroupState::Joined,
                 GroupState::Left => st::GroupState::Left,
             };
-            let created_at = store
-                .group(&gid)
-                .ok()
-                .flatten()
-                .map_or(now, |g| g.created_at);
+            let created_at = group_created(store, pending, &gid).unwrap_or(now);
             vec![Op::UpsertGroup(st::Group {
                 gid,
                 modes,
@@ -244,6 +269,31 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
             own: e.own.map(msg_id),
         })],
         Record::OutboxRemove { id } => vec![Op::DequeuePacket { id: msg_id(id) }],
+        Record::Request {
+            id,
+            added_me,
+            first_at,
+            last_at,
+            dropped,
+        } => vec![Op::UpsertRequest(st::Request {
+            peer: id,
+            added_me,
+            first_at: first_at.as_millis(),
+            last_at: last_at.as_millis(),
+            dropped,
+        })],
+        Record::RequestMessage { id, from, text, at } => {
+            vec![Op::AddRequestMessage(st::RequestMessage {
+                id: msg_id(id),
+                peer: from,
+                text,
+                at: at.as_millis(),
+            })]
+        }
+        Record::RequestMessageDropped { id } => {
+            vec![Op::RemoveRequestMessage { id: msg_id(id) }]
+        }
+        Record::RequestRemoved { id } => vec![Op::RemoveRequest(id)],
         _ => vec![],
     }
 }
@@ -257,6 +307,9 @@ fn delivery(d: Delivery) -> st::Delivery {
 }
 
 /// Feeds everything the store holds into a fresh core (before `start`).
+/// Rows of one conversation read at most at start for the torchat_sync 1:1 state.
+const RESTORE_SCAN: usize = 20_000;
+
 pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
     for b in store.buddies()? {
         node.restore_buddy(b.id.clone(), core_kind(b.kind), b.alias.clone());
@@ -269,24 +322,47 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
         };
         node.restore_buddy_info(&b.id, info);
     }
-    // 1:1 messages never sent, or sent and not acknowledged; ids of recent incoming ones.
+    // 1:1 messages never sent (an index finds them; the history is not read), with the time
+    // they were written (sent along to peers that take delayed messages).
+    for m in store.queued_messages()? {
+        if let Conversation::Buddy(id) = m.msg.conversation {
+            let at = Timestamp::from_millis(m.msg.timestamp);
+            node.restore_queued_at(core_msg_id(m.msg.id), id, m.msg.text, at);
+        }
+    }
+    // torchat_sync 1:1 state, from the newest end of each conversation (at most
+    // RESTORE_SCAN rows each, so a long history does not slow the start): messages sent to a
+    // sync peer and not acknowledged, and the ids of recent incoming messages.
     let keep = node.config().max_received_ids_per_buddy;
+    let max_unacked = node.config().max_unacked_per_buddy;
+    let sync_peers: std::collections::BTreeSet<OnionId> = store
+        .peer_extensions()?
+        .into_iter()
+        .filter(|(_, exts)| exts.iter().any(|e| e == torchat_core::SYNC_EXT))
+        .map(|(id, _)| id)
+        .collect();
     for conv in store.conversations()? {
         let Conversation::Buddy(id) = &conv else {
             continue;
         };
-        let mut before = None;
-        let mut queued = vec![];
+        let sync = sync_peers.contains(id);
+        let (mut before, mut scanned) = (None, 0usize);
         let mut unacked = vec![];
         let mut received = vec![];
-        loop {
+        while scanned < RESTORE_SCAN
+            && (received.len() < keep || (sync && unacked.len() < max_unacked))
+        {
             let page = store.history(&conv, before, 500)?;
             let Some(first) = page.first() else { break };
             before = Some(first.row);
+            scanned += page.len();
             for m in page.iter().rev() {
                 match (m.msg.direction, m.msg.delivery) {
-                    (Direction::Out, Some(st::Delivery::Queued)) => queued.push(m.msg.clone()),
-                    (Direction::Out, Some(st::Delivery::Sent)) => unacked.push(m.msg.clone()),
+                    (Direction::Out, Some(st::Delivery::Sent))
+                        if sync && unacked.len() < max_unacked =>
+                    {
+                        unacked.push(m.msg.clone())
+                    }
                     (Direction::In, _) if received.len() < keep => received.push(m.msg.id),
                     _ => {}
                 }
@@ -298,10 +374,6 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
         for m in unacked.into_iter().rev() {
             let at = Timestamp::from_millis(m.timestamp);
             node.restore_unacked(core_msg_id(m.id), id.clone(), m.text, at);
-        }
-        for m in queued.into_iter().rev() {
-            node.restore_queued(core_msg_id(m.id), id.clone(), m.text);
-            node.restore_queued_time(id, core_msg_id(m.id), Timestamp::from_millis(m.timestamp));
         }
         for r in received.into_iter().rev() {
             node.restore_received(id, core_msg_id(r));
@@ -365,6 +437,7 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
     for (id, exts) in store.peer_extensions()? {
         node.restore_peer_extensions(&id, exts);
     }
+    restore_requests(store, node)?;
     for q in store.queued_packets()? {
         node.restore_outbox(OutboxEntry {
             id: core_msg_id(q.id),
@@ -373,6 +446,33 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
             line: q.line,
             expires: Timestamp::from_millis(q.expires_at),
             own: q.own.map(core_msg_id),
+        });
+    }
+    Ok(())
+}
+
+/// Contact requests and the messages they hold.
+fn restore_requests(store: &dyn Store, node: &mut Node) -> st::Result<()> {
+    let mut held: std::collections::BTreeMap<OnionId, Vec<torchat_core::HeldMessage>> =
+        Default::default();
+    for m in store.request_messages()? {
+        held.entry(m.peer)
+            .or_default()
+            .push(torchat_core::HeldMessage {
+                id: core_msg_id(m.id),
+                text: m.text,
+                at: Timestamp::from_millis(m.at),
+            });
+    }
+    for r in store.requests()? {
+        let messages = held.remove(&r.peer).unwrap_or_default();
+        node.restore_request(torchat_core::RequestView {
+            id: r.peer,
+            added_me: r.added_me,
+            first_at: Timestamp::from_millis(r.first_at),
+            last_at: Timestamp::from_millis(r.last_at),
+            messages,
+            dropped: r.dropped,
         });
     }
     Ok(())

@@ -67,6 +67,6 @@ pub use store::Store;
 pub use torchat_wire::SeqSet;
 pub use types::{
     keys, Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Group, GroupState, Member,
-    Message, MsgId, OutboxEntry, QueuedPacket, RowId, StoredMessage, SyncInfo, Transfer, Trust,
-    TRANSFER_STATES,
+    Message, MsgId, OutboxEntry, QueuedPacket, Request, RequestMessage, RowId, StoredMessage,
+    SyncInfo, Transfer, Trust, TRANSFER_STATES,
 };

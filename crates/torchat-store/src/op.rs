@@ -9,7 +9,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Delivery, Error, Group, GroupState, Member, Message, MsgId, OutboxEntry,
-    QueuedPacket, Result, SeqSet, SyncInfo, Transfer, Trust,
+    QueuedPacket, Request, RequestMessage, Result, SeqSet, SyncInfo, Transfer, Trust,
 };
 
 /// One write. The number each op yields in [`Store::apply`]'s result is documented per variant.
@@ -153,6 +153,18 @@ pub enum Op {
         /// Its id.
         id: u64,
     },
+    /// Inserts or replaces a contact request (its held messages stay). Yields 1 if new.
+    UpsertRequest(Request),
+    /// Removes a contact request and every message it holds. Yields 1 if it existed.
+    RemoveRequest(OnionId),
+    /// Holds a message for a contact request, unless one with the same id is held. Yields 1
+    /// if new.
+    AddRequestMessage(RequestMessage),
+    /// Drops a held message. Yields 1 if it was held.
+    RemoveRequestMessage {
+        /// The message.
+        id: MsgId,
+    },
 }
 
 /// The largest timestamp the store keeps (SQLite integers are signed 64-bit).
@@ -215,6 +227,13 @@ impl Op {
             Op::OutboxAttempt { next_at, .. } => time("outbox next_at", *next_at),
             Op::QueuePacket(q) => time("queued packet expires_at", q.expires_at),
             Op::DequeuePacket { .. } | Op::RemoveTransfer { .. } => Ok(()),
+            Op::UpsertRequest(r) => {
+                time("request first_at", r.first_at)?;
+                time("request last_at", r.last_at)?;
+                time("request dropped", r.dropped)
+            }
+            Op::AddRequestMessage(m) => time("request message at", m.at),
+            Op::RemoveRequest(_) | Op::RemoveRequestMessage { .. } => Ok(()),
             Op::UpsertTransfer(t) => {
                 time("transfer created_at", t.created_at)?;
                 time("transfer updated_at", t.updated_at)?;

@@ -54,10 +54,15 @@ impl MsgId {
 
 impl fmt::Display for MsgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        // On the stack, without a formatting call per byte: ids are printed for every message
+        // a history page returns.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, x) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(x >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(x & 15)];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -384,4 +389,32 @@ pub struct Transfer {
     pub created_at: u64,
     /// When it was last written (ms).
     pub updated_at: u64,
+}
+
+/// A stranger's contact request, kept until the user accepts, ignores or blocks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The stranger.
+    pub peer: OnionId,
+    /// It sent `add_me`.
+    pub added_me: bool,
+    /// When the request was made (ms).
+    pub first_at: u64,
+    /// When the stranger last sent something (ms).
+    pub last_at: u64,
+    /// Messages dropped over the caps so far.
+    pub dropped: u64,
+}
+
+/// A message held in a contact request (not part of any conversation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMessage {
+    /// Its id.
+    pub id: MsgId,
+    /// The stranger.
+    pub peer: OnionId,
+    /// Text as received.
+    pub text: Vec<u8>,
+    /// Arrival time (ms).
+    pub at: u64,
 }

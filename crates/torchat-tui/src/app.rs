@@ -87,6 +87,8 @@ pub enum Target {
     Buddy(String),
     /// A group's conversation (or its invite).
     Group(String),
+    /// A stranger's contact request (requests.rs).
+    Request(String),
 }
 
 /// A sidebar row.
@@ -189,6 +191,7 @@ pub(crate) enum Pending {
     Members { gid: String },
     Simple { done: String, then: After },
     Files,
+    Requests,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +224,8 @@ pub struct App {
     pub(crate) now: u64,
     /// File transfers by number.
     pub(crate) files: BTreeMap<u64, torchat_api::Transfer>,
+    /// Contact requests from strangers, by id.
+    pub(crate) requests: BTreeMap<String, torchat_api::ContactRequest>,
     /// A `files` request is under way.
     pub(crate) files_loading: bool,
     /// `$HOME`, for `/send ~/…`.
@@ -253,6 +258,7 @@ impl App {
             groups: BTreeMap::new(),
             convs: BTreeMap::new(),
             current: Target::Home,
+            requests: BTreeMap::new(),
             mode: Mode::Normal,
             input: LineEditor::default(),
             notice: None,
@@ -282,6 +288,7 @@ impl App {
         self.call(Command::Info, Pending::Info);
         self.call(Command::Buddies, Pending::Buddies);
         self.call(Command::Groups, Pending::Groups);
+        self.load_requests();
         std::mem::take(&mut self.out)
     }
 
@@ -290,7 +297,10 @@ impl App {
         match ev {
             AppEvent::Key(k) => self.on_key(k),
             AppEvent::Paste(s) => {
-                if self.mode == Mode::Normal && !self.is_invite() {
+                if self.mode == Mode::Normal
+                    && !self.is_invite()
+                    && !matches!(self.current, Target::Request(_))
+                {
                     self.input.insert_str(&s);
                 }
             }
@@ -382,8 +392,10 @@ impl App {
     }
 
     pub(crate) fn say(&mut self, level: Level, text: impl Into<String>) {
+        let text: String = text.into();
         self.notice = Some(Notice {
-            text: text.into(),
+            // Notices quote names, reasons and file names peers chose: shown safely.
+            text: torchat_api::display::line(&text).into_owned(),
             level,
         });
     }
@@ -404,7 +416,7 @@ impl App {
             .unwrap_or_else(|| short_id(id))
     }
 
-    /// The sidebar: Home, invites, groups, buddies, blocked.
+    /// The sidebar: Home, requests, invites, groups, buddies, blocked.
     pub fn sidebar(&self) -> Vec<SideItem> {
         let mut v = vec![SideItem::Item(Target::Home)];
         let section = |title: &'static str, items: Vec<Target>, v: &mut Vec<SideItem>| {
@@ -413,6 +425,7 @@ impl App {
                 v.extend(items.into_iter().map(SideItem::Item));
             }
         };
+        section("Requests", self.request_targets(), &mut v);
         let groups = |pred: &dyn Fn(GroupState) -> bool| -> Vec<Target> {
             self.groups
                 .values()
@@ -466,7 +479,7 @@ impl App {
         self.notice = None;
         self.current = t.clone();
         let key = match &t {
-            Target::Home => return,
+            Target::Home | Target::Request(_) => return,
             Target::Buddy(id) => id.clone(),
             Target::Group(g) => g.clone(),
         };
@@ -491,7 +504,7 @@ impl App {
 
     fn current_key(&self) -> Option<&str> {
         match &self.current {
-            Target::Home => None,
+            Target::Home | Target::Request(_) => None,
             Target::Buddy(id) => Some(id),
             Target::Group(g) => Some(g),
         }
@@ -524,11 +537,43 @@ impl App {
         );
     }
 
+    /// Moves a conversation's window back to its newest page (after it was paged back past
+    /// [`crate::model::MAX_MESSAGES`]): the window is emptied and the newest page read.
+    fn jump_to_latest(&mut self, key: &str) {
+        let Some(conv) = self.convs.get_mut(key) else {
+            return;
+        };
+        if !conv.newer || conv.loading {
+            return;
+        }
+        conv.messages.clear();
+        conv.newer = false;
+        conv.scroll = 0;
+        conv.loaded = true;
+        conv.loading = true;
+        if let Mode::Browse { .. } = self.mode {
+            self.mode = Mode::Normal;
+        }
+        self.call(
+            Command::History {
+                with: key.to_owned(),
+                limit: Some(PAGE),
+                before: None,
+            },
+            Pending::History {
+                with: key.to_owned(),
+                older: false,
+            },
+        );
+    }
+
     fn refresh_tail(&mut self, key: &str) {
         let Some(conv) = self.convs.get_mut(key) else {
             return;
         };
-        if !conv.loaded || conv.loading {
+        // A window paged back in time is not topped up (that would leave a gap); the newest
+        // page is read when it returns to the end.
+        if !conv.loaded || conv.loading || conv.newer {
             return;
         }
         conv.loading = true;
@@ -698,6 +743,9 @@ impl App {
         let plain = !k
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        if let Target::Request(id) = self.current.clone() {
+            return self.key_request(k, id);
+        }
         if let (true, Target::Group(gid)) = (self.is_invite(), self.current.clone()) {
             match k.code {
                 KeyCode::Char('a') | KeyCode::Char('y') if plain => self.accept(&gid),
@@ -744,6 +792,9 @@ impl App {
         if lines > 0 && want >= max as isize {
             self.load_older();
         }
+        if lines < 0 && want <= 0 {
+            self.jump_to_latest(&key);
+        }
     }
 
     fn browse(&mut self) {
@@ -787,6 +838,19 @@ impl App {
                     self.load_older();
                 }
                 moved(-1)
+            }
+            KeyCode::Down
+            | KeyCode::Char('j')
+            | KeyCode::PageDown
+            | KeyCode::End
+            | KeyCode::Char('G')
+                if selected == n - 1 =>
+            {
+                // At the end of a window paged back in time: back to the newest messages.
+                if let Some(key) = self.current_key().map(str::to_owned) {
+                    self.jump_to_latest(&key);
+                }
+                return;
             }
             KeyCode::Down | KeyCode::Char('j') => moved(1),
             KeyCode::PageUp => moved(-10),
@@ -858,7 +922,7 @@ impl App {
             None => line.clone(),
         };
         match self.current.clone() {
-            Target::Home => {
+            Target::Home | Target::Request(_) => {
                 // Consumed, not kept for later: it would be sent glued to the next message.
                 self.input.take();
                 self.say(
@@ -942,7 +1006,7 @@ impl App {
         }
     }
 
-    fn simple(&mut self, cmd: Command, done: String, then: After) {
+    pub(crate) fn simple(&mut self, cmd: Command, done: String, then: After) {
         self.call(cmd, Pending::Simple { done, then });
     }
 
@@ -1151,6 +1215,7 @@ impl App {
         };
         match p {
             Pending::Info => self.apply_info(&v),
+            Pending::Requests => self.set_requests(v),
             Pending::Buddies => {
                 if let Ok(list) = serde_json::from_value::<Vec<api::Buddy>>(v) {
                     self.buddies = list
@@ -1269,6 +1334,7 @@ impl App {
     fn on_failure(&mut self, p: Pending, e: ResponseError) {
         let what = match &p {
             Pending::Info => "info",
+            Pending::Requests => "contact requests",
             Pending::Buddies => "buddy list",
             Pending::Groups => "group list",
             Pending::History { with, .. } => {
@@ -1326,22 +1392,48 @@ impl App {
     }
 
     fn apply_history(&mut self, with: &str, page: &[api::Message], older: bool) {
+        let of = self.groups.get(with).map(|g| g.members.len() as u32);
+        let page: Vec<(ChatMessage, usize)> = page
+            .iter()
+            .map(|m| {
+                let mut cm = ChatMessage::from_api(m);
+                if let (Some(Delivery::Delivered { of: o, .. }), Some(n)) = (&mut cm.delivery, of) {
+                    *o = Some(n);
+                }
+                let h = if older { self.message_height(&cm) } else { 0 };
+                (cm, h)
+            })
+            .collect();
+        let before = if older { self.content_height(with) } else { 0 };
         let conv = self.convs.entry(with.to_owned()).or_default();
         conv.loading = false;
         conv.loaded = true;
         if older || conv.messages.iter().all(|m| m.notice) {
             conv.more = page.len() >= PAGE;
         }
-        let of = self.groups.get(with).map(|g| g.members.len() as u32);
-        for m in page {
-            let mut cm = ChatMessage::from_api(m);
-            if let (Some(Delivery::Delivered { of: o, .. }), Some(n)) = (&mut cm.delivery, of) {
-                *o = Some(n);
+        let mut added = 0;
+        for (cm, h) in page {
+            if conv.merge(cm) {
+                added += h;
             }
-            conv.merge(cm);
+        }
+        if older {
+            // An older page can push the newest messages out of the window: the lines they
+            // took below the view go, so the view stays where it was.
+            let removed = (before + added).saturating_sub(self.content_height(with));
+            if let Some(conv) = self.convs.get_mut(with) {
+                conv.scroll = conv.scroll.saturating_sub(removed);
+            }
         }
         self.apply_early(with);
         self.fix_scroll();
+    }
+
+    /// Lines a conversation's loaded messages take.
+    fn content_height(&self, key: &str) -> usize {
+        self.convs.get(key).map_or(0, |c| {
+            c.messages.iter().map(|m| self.message_height(m)).sum()
+        })
     }
 
     /// A time for a message we just sent or a notice: the clock, or the newest message's time.
@@ -1655,9 +1747,13 @@ impl App {
             | Event::FileState { .. }
             | Event::FileProgress { .. }
             | Event::FileRefused { .. }) => self.on_file_event(e),
+            e @ (Event::Request { .. }
+            | Event::RequestMessage { .. }
+            | Event::RequestClosed { .. }) => self.on_request_event(e),
             Event::Error { message } => self.say(Level::Error, format!("node: {message}")),
             Event::Lagged { missed } => {
                 self.say(Level::Warn, format!("missed {missed} events; reloading"));
+                self.load_requests();
                 self.refresh_buddies();
                 self.refresh_groups();
                 self.call(Command::Info, Pending::Info);

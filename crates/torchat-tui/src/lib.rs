@@ -22,6 +22,7 @@ pub mod app;
 pub mod files;
 pub mod input;
 pub mod model;
+mod requests;
 pub mod runtime;
 pub mod snapshot;
 pub mod ui;

@@ -2,6 +2,7 @@
 //! from control-API values.
 
 use torchat_api as api;
+use torchat_api::display;
 
 /// A buddy's presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,16 +100,18 @@ impl BuddyEntry {
         }
     }
 
-    /// From the API.
+    /// From the API. Names and texts are what peers sent: made safe to show here (control
+    /// and bidi characters replaced, see `torchat_api::display`).
     pub fn from_api(b: &api::Buddy) -> BuddyEntry {
+        let safe = |s: &Option<String>| s.as_deref().map(|s| display::line(s).into_owned());
         BuddyEntry {
             id: b.id.clone(),
             kind: b.kind.clone(),
-            alias: b.alias.clone().filter(|a| !a.trim().is_empty()),
+            alias: safe(&b.alias).filter(|a| !a.trim().is_empty()),
             presence: Presence::parse(&b.presence),
-            name: b.name.clone().filter(|n| !n.trim().is_empty()),
-            text: b.text.clone().filter(|t| !t.trim().is_empty()),
-            client: b.client.clone(),
+            name: safe(&b.name).filter(|n| !n.trim().is_empty()),
+            text: safe(&b.text).filter(|t| !t.trim().is_empty()),
+            client: safe(&b.client),
             queued: b.queued,
         }
     }
@@ -318,7 +321,8 @@ impl ChatMessage {
             id: m.id.clone(),
             sender: m.sender.clone(),
             outgoing: m.direction == "out",
-            text: m.text.clone(),
+            // Shown on one line, safe for the terminal (the store keeps the raw text).
+            text: display::line(&m.text).into_owned(),
             at: m.at,
             delivery: m.delivery.as_deref().map(Delivery::parse),
             trust: m.trust.as_deref().and_then(Trust::parse_label),
@@ -334,7 +338,7 @@ impl ChatMessage {
             id: String::new(),
             sender: String::new(),
             outgoing: false,
-            text,
+            text: display::line(&text).into_owned(),
             at,
             delivery: None,
             trust: None,
@@ -360,14 +364,19 @@ pub struct Conversation {
     pub loading: bool,
     /// Older messages may exist in the store.
     pub more: bool,
+    /// Newer messages exist in the store than the window holds (it was moved back in time
+    /// past [`MAX_MESSAGES`]); going down past its end reloads the newest page.
+    pub newer: bool,
     /// Messages that arrived while it was not shown.
     pub unread: usize,
     /// Lines scrolled up from the bottom (0 follows new messages).
     pub scroll: usize,
 }
 
-/// Most messages kept per conversation; older ones are re-read from the store when needed.
-pub const MAX_MESSAGES: usize = 5000;
+/// Most messages kept per conversation: a window over the history, read a page at a time.
+/// Paging back past it drops the newest end (re-read when going back down), new messages drop
+/// the oldest end; a conversation is never loaded whole.
+pub const MAX_MESSAGES: usize = 2000;
 
 impl Conversation {
     /// Index of a message by id.
@@ -406,11 +415,22 @@ impl Conversation {
         }
         // Insert after every message at or before its time (stable for equal times).
         let pos = self.messages.partition_point(|x| x.at <= m.at);
+        if self.newer && pos == self.messages.len() {
+            // Newer than the window while the messages between are not loaded: it is shown
+            // when the window returns to the newest end.
+            return false;
+        }
         self.messages.insert(pos, m);
         if self.messages.len() > MAX_MESSAGES {
-            let extra = self.messages.len() - MAX_MESSAGES;
-            self.messages.drain(..extra);
-            self.more = true;
+            if pos < self.messages.len() / 2 {
+                // Paging back: the newest end goes.
+                self.messages.truncate(MAX_MESSAGES);
+                self.newer = true;
+            } else {
+                let extra = self.messages.len() - MAX_MESSAGES;
+                self.messages.drain(..extra);
+                self.more = true;
+            }
         }
         true
     }
@@ -491,6 +511,46 @@ mod tests {
         let ids: Vec<_> = c.messages.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(c.oldest_row(), Some(7));
+    }
+
+    #[test]
+    fn the_window_keeps_its_size_and_drops_the_far_end() {
+        let m = |n: u64| ChatMessage {
+            row: n,
+            id: format!("m{n}"),
+            sender: "x".into(),
+            outgoing: false,
+            text: String::new(),
+            at: n,
+            delivery: None,
+            trust: None,
+            claimants: vec![],
+            notice: false,
+        };
+        let mut c = Conversation::default();
+        let top = 10 * MAX_MESSAGES as u64;
+        for n in top - MAX_MESSAGES as u64..top {
+            c.merge(m(n));
+        }
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        // Paging back: older pages push out the newest messages, not themselves.
+        for n in (top - MAX_MESSAGES as u64 - 100..top - MAX_MESSAGES as u64).rev() {
+            assert!(c.merge(m(n)));
+        }
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        assert_eq!(c.oldest_row(), Some(top - MAX_MESSAGES as u64 - 100));
+        assert!(c.newer);
+        // While newer messages are missing, a new one is not appended after the gap.
+        assert!(!c.merge(m(top + 1)));
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        // At the newest end, new messages push out the oldest.
+        let mut c = Conversation::default();
+        for n in 0..MAX_MESSAGES as u64 + 10 {
+            c.merge(m(n));
+        }
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        assert_eq!(c.oldest_row(), Some(10));
+        assert!(c.more && !c.newer);
     }
 
     #[test]

@@ -183,7 +183,15 @@ fn group_chat() -> App {
 fn start_asks_for_info_buddies_and_groups() {
     let mut app = App::new();
     let cmds: Vec<Command> = calls(&app.start()).into_iter().map(|c| c.1).collect();
-    assert_eq!(cmds, [Command::Info, Command::Buddies, Command::Groups]);
+    assert_eq!(
+        cmds,
+        [
+            Command::Info,
+            Command::Buddies,
+            Command::Groups,
+            Command::Requests
+        ]
+    );
     let a = app.start();
     answer(&mut app, a, &node);
     assert_eq!(app.own_id(), Some(ME));
@@ -508,6 +516,101 @@ fn invite_prompt_accept_and_decline() {
     }));
     assert_eq!(calls(&a)[0].1, Command::GroupMembers { gid: "g2".into() });
     assert!(screen(&app).contains("group #g2 · joined"));
+}
+
+#[test]
+fn contact_requests_are_listed_shown_safely_and_answered() {
+    let mut app = App::new();
+    let a = app.start();
+    let stranger = "strangerstranger";
+    answer(&mut app, a, &|c: &Command| match c {
+        Command::Requests => json!([{"id": stranger, "added_me": true, "first_at": T0,
+            "last_at": T0, "dropped": 3, "messages": [
+                {"id": "m1", "text": "hi\u{1b}[2J\u{1b}]0;pwned\u{7} \u{202e}evil", "at": T0}]}]),
+        other => node(other),
+    });
+    let s = screen(&app);
+    assert!(s.contains("Requests"), "{s}");
+    assert!(s.contains("? strange"), "{s}");
+    select(&mut app, Target::Request(stranger.into()));
+    let buf = render(&app, 100, 30);
+    let s = lines(&buf).join("\n");
+    assert!(
+        s.contains("contact request · it added you to its list"),
+        "{s}"
+    );
+    assert!(s.contains("hi␛[2J␛]0;pwned␇ \u{FFFD}evil"), "{s}");
+    assert!(s.contains("3 more messages were dropped"), "{s}");
+    assert!(!s.contains('\u{1b}') && !s.contains('\u{202e}'), "{s}");
+    // Typing is not a message to a stranger; a accepts, d ignores, b blocks.
+    assert!(calls(&app.handle(key(KeyCode::Char('x')))).is_empty());
+    let a = app.handle(key(KeyCode::Char('a')));
+    assert_eq!(
+        calls(&a)[0].1,
+        Command::RequestAccept {
+            id: stranger.into(),
+            alias: None
+        }
+    );
+    let a = app.handle(key(KeyCode::Char('d')));
+    assert_eq!(
+        calls(&a)[0].1,
+        Command::RequestIgnore {
+            id: stranger.into()
+        }
+    );
+    let a = app.handle(key(KeyCode::Char('b')));
+    assert_eq!(
+        calls(&a)[0].1,
+        Command::Block {
+            id: stranger.into()
+        }
+    );
+    // A new message arrives live; then the request is accepted: the buddy's conversation.
+    app.handle(AppEvent::Node(Event::RequestMessage {
+        from: stranger.into(),
+        message: api::HeldMessage {
+            id: "m2".into(),
+            text: "second".into(),
+            at: T0 + 1000,
+        },
+    }));
+    assert!(screen(&app).contains("second"));
+    app.handle(AppEvent::Node(Event::RequestClosed {
+        id: stranger.into(),
+        outcome: "accepted".into(),
+    }));
+    assert_eq!(*app.current(), Target::Buddy(stranger.into()));
+    assert!(!screen(&app).contains("Requests"));
+}
+
+#[test]
+fn hostile_names_and_texts_are_shown_safely() {
+    let mut app = started();
+    let evil = "evilevilevilevil";
+    app.handle(AppEvent::Node(Event::BuddyInfo {
+        buddy: serde_json::from_value(json!({"id": evil, "kind": "temporary", "alias": null,
+            "presence": "available", "name": "nul\u{0}name\r\u{1b}[31m", "text": "x\u{202e}y",
+            "client": null, "queued": 0}))
+        .unwrap(),
+    }));
+    app.handle(AppEvent::Node(Event::Message {
+        message: msg(
+            "e1",
+            evil,
+            evil,
+            "line1\nline2\r\u{1b}[1A\u{9b}2J",
+            T0 + 5000,
+        ),
+    }));
+    select(&mut app, Target::Buddy(evil.into()));
+    let s = lines(&render(&app, 100, 30)).join("\n");
+    assert!(s.contains("nul␀name␍␛[31m"), "{s}");
+    assert!(s.contains("line1␊line2␍␛[1A\u{FFFD}2J"), "{s}");
+    assert!(
+        !s.chars().any(|c| c.is_control() && c != '\n'),
+        "no control character reaches the terminal: {s:?}"
+    );
 }
 
 #[test]
@@ -893,4 +996,77 @@ fn file_offers_are_announced_accepted_and_shown_with_progress() {
         calls(&a).into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
         [Command::FileCancel { file: 3 }]
     );
+}
+
+#[test]
+fn paging_back_through_a_long_history_keeps_a_window_and_comes_back() {
+    use crate::model::MAX_MESSAGES;
+    let mut app = started();
+    let top: u64 = 1_000_000;
+    // A node with a million messages from bob, rows 1..=top, paged with `before`.
+    let node_with_history = |cmd: &Command| -> Value {
+        match cmd {
+            Command::History { before, limit, .. } => {
+                let end = before.unwrap_or(top + 1);
+                let n = limit.unwrap_or(50) as u64;
+                let rows: Vec<Value> = (end.saturating_sub(n).max(1)..end)
+                    .map(|r| {
+                        json!({"row": r, "id": format!("m{r}"), "conversation": BOB,
+                               "sender": BOB, "direction": "in", "text": format!("line {r}"),
+                               "at": T0 + r, "delivery": null, "trust": null})
+                    })
+                    .collect();
+                Value::Array(rows)
+            }
+            other => node(other),
+        }
+    };
+    let a = select(&mut app, Target::Buddy(BOB.into()));
+    answer(&mut app, a, &node_with_history);
+    // Page back well past the window's size.
+    let pages = MAX_MESSAGES / PAGE + 10;
+    let mut befores = vec![];
+    for _ in 0..20 * pages {
+        let a = app.handle(key(KeyCode::PageUp));
+        for (_, c) in calls(&a) {
+            if let Command::History {
+                before: Some(b), ..
+            } = c
+            {
+                befores.push(b);
+            }
+        }
+        answer(&mut app, a, &node_with_history);
+        if befores.len() >= pages {
+            break;
+        }
+    }
+    // Each page asked for is older than the last: paging back never stalls at the window's
+    // size, and the window never holds more than its size.
+    assert_eq!(befores.len(), pages);
+    assert!(befores.windows(2).all(|w| w[1] < w[0]), "{befores:?}");
+    let conv = &app.convs[BOB];
+    assert!(conv.messages.len() <= MAX_MESSAGES);
+    assert!(conv.newer);
+    assert!(screen(&app).contains("more lines (PgDn)"));
+    // All the way down again: the newest page is read afresh and shown alone.
+    let mut latest = false;
+    for _ in 0..20 * pages {
+        let a = app.handle(key(KeyCode::PageDown));
+        for (_, c) in calls(&a) {
+            if matches!(c, Command::History { before: None, .. }) {
+                latest = true;
+            }
+        }
+        answer(&mut app, a, &node_with_history);
+        if latest {
+            break;
+        }
+    }
+    assert!(latest);
+    let conv = &app.convs[BOB];
+    assert!(!conv.newer);
+    assert_eq!(conv.messages.len(), PAGE);
+    assert_eq!(conv.messages.last().unwrap().row, top);
+    assert!(screen(&app).contains(&format!("line {top}")));
 }

@@ -296,6 +296,7 @@ fn side_item(app: &App, t: &Target, width: usize) -> ListItem<'static> {
     let unread = |key: &str| app.convs.get(key).map_or(0, |c| c.unread);
     match t {
         Target::Home => ListItem::new(Line::from(" Home")),
+        Target::Request(id) => ListItem::new(crate::requests::side_item(app, id)),
         Target::Buddy(id) => {
             let b = app
                 .buddies
@@ -382,6 +383,7 @@ fn side_item(app: &App, t: &Target, width: usize) -> ListItem<'static> {
 fn draw_main(frame: &mut Frame, app: &App, area: Rect) {
     match app.current.clone() {
         Target::Home => draw_home(frame, app, area),
+        Target::Request(id) => crate::requests::draw(frame, app, area, &id),
         Target::Buddy(id) => {
             let b = app
                 .buddies
@@ -492,6 +494,11 @@ fn draw_conversation(
                 Style::new().fg(Color::Yellow),
             )
             .right_aligned(),
+        );
+    } else if conv.is_some_and(|c| c.newer) {
+        block = block.title_bottom(
+            Line::styled(" ↓ newer messages (PgDn) ", Style::new().fg(Color::Yellow))
+                .right_aligned(),
         );
     }
     let inner = block.inner(area);
@@ -639,7 +646,7 @@ fn delivery_span(app: &App, d: &Delivery) -> Span<'static> {
 
 fn current_key(app: &App) -> Option<&str> {
     match &app.current {
-        Target::Home => None,
+        Target::Home | Target::Request(_) => None,
         Target::Buddy(id) => Some(id),
         Target::Group(g) => Some(g),
     }
@@ -1046,6 +1053,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
         (Mode::Browse { .. }, _) => " selecting: ↑/↓ move · c who vouched · Esc back ".to_owned(),
         _ if invite => " invitation: a accept · d decline ".to_owned(),
         (_, Target::Home) => " type /add <id> to add a buddy · /help ".to_owned(),
+        (_, Target::Request(_)) => " contact request: a accept · d ignore · b block ".to_owned(),
         (_, Target::Buddy(id)) => format!(" to {} ", app.name_of(id)),
         (_, Target::Group(g)) => format!(" to group {} ", short_gid(g)),
     };

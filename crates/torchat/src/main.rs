@@ -84,6 +84,22 @@ enum Cmd {
         /// Onion id.
         id: String,
     },
+    /// List contact requests from strangers (with the messages they sent).
+    Requests,
+    /// Accept a contact request: the stranger becomes a buddy, its messages move into the
+    /// conversation.
+    Accept {
+        /// Onion id.
+        id: String,
+        /// Our name for it.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Ignore a contact request: its messages are dropped (the stranger is not told).
+    Ignore {
+        /// Onion id.
+        id: String,
+    },
     /// Send a message (queued until the buddy is online).
     Send {
         /// Onion id.
@@ -307,6 +323,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Remove { id } => Command::Remove { id: id.clone() },
         Cmd::Block { id } => Command::Block { id: id.clone() },
         Cmd::Unblock { id } => Command::Unblock { id: id.clone() },
+        Cmd::Requests => Command::Requests,
+        Cmd::Accept { id, alias } => Command::RequestAccept {
+            id: id.clone(),
+            alias: alias.clone(),
+        },
+        Cmd::Ignore { id } => Command::RequestIgnore { id: id.clone() },
         Cmd::Send { to, text } => Command::Send {
             to: to.clone(),
             text: text.clone(),

@@ -1,7 +1,8 @@
 //! Human-readable (default) and JSON output of the CLI.
 
 use serde_json::Value;
-use torchat_api::{Buddy, Event, Group, Message};
+use torchat_api::display::{line, text};
+use torchat_api::{Buddy, ContactRequest, Event, Group, Message, Trust};
 
 use crate::Cmd;
 
@@ -54,11 +55,41 @@ pub(crate) fn result(cmd: &Cmd, v: &Value, json: bool) {
                 };
                 println!(
                     "{:<10} {:<10} {} {}{}",
-                    b.presence, b.kind, b.id, name, queued
+                    b.presence,
+                    b.kind,
+                    b.id,
+                    line(&name),
+                    queued
                 );
             }
         }
         Cmd::Send { .. } => println!("{} ({})", s(v, "state"), s(v, "id")),
+        Cmd::Requests => {
+            let list: Vec<ContactRequest> = serde_json::from_value(v.clone()).unwrap_or_default();
+            if list.is_empty() {
+                println!("no contact requests");
+            }
+            for r in list {
+                let what = if r.added_me {
+                    "wants to be your buddy"
+                } else {
+                    "wrote to you"
+                };
+                let dropped = if r.dropped > 0 {
+                    format!(" ({} more messages dropped)", r.dropped)
+                } else {
+                    String::new()
+                };
+                println!("{} {what}{dropped}", r.id);
+                for m in &r.messages {
+                    println!("  {}", text(&m.text).replace('\n', "\n  "));
+                }
+                println!(
+                    "  -> `torchat accept {0}`, `torchat ignore {0}` or `torchat block {0}`",
+                    r.id
+                );
+            }
+        }
         Cmd::History { .. } => {
             let list: Vec<Message> = serde_json::from_value(v.clone()).unwrap_or_default();
             for m in list {
@@ -123,7 +154,7 @@ fn message(m: &Message) {
         .as_deref()
         .map(|d| format!(" [{d}]"))
         .unwrap_or_default();
-    println!("{who}{tag}: {}{state}", m.text);
+    println!("{who}{tag}: {}{state}", text(&m.text));
 }
 
 /// Prints one event.
@@ -185,7 +216,7 @@ pub(crate) fn event(e: &Event, json: bool) {
             "{} offers file {}: {} ({} bytes) — `torchat files accept {}`",
             short(&t.peer),
             t.id,
-            t.name,
+            line(&t.name),
             t.size,
             t.id
         ),
@@ -206,8 +237,32 @@ pub(crate) fn event(e: &Event, json: bool) {
         Event::FileProgress { id, done, size, .. } => println!("file {id}: {done} of {size}"),
         Event::FileRefused {
             from, name, reason, ..
-        } => println!("{} offered {name}: refused ({reason})", short(from)),
-        Event::Error { message } => println!("error: {message}"),
+        } => println!("{} offered {}: refused ({reason})", short(from), line(name)),
+        Event::Request {
+            id,
+            added_me,
+            messages,
+            dropped,
+        } => println!(
+            "contact request from {id}: {}{messages} messages held{} — `torchat requests`",
+            if *added_me { "added you, " } else { "" },
+            if *dropped > 0 {
+                format!(", {dropped} dropped")
+            } else {
+                String::new()
+            }
+        ),
+        Event::RequestMessage { from, message: m } => {
+            println!("(request) {}: {}", short(from), text(&m.text))
+        }
+        Event::RequestClosed { id, outcome } => println!("request from {}: {outcome}", short(id)),
+        Event::Quota { what, gid, .. } => println!(
+            "quota reached ({what}){}",
+            gid.as_deref()
+                .map(|g| format!(" in group {}", short(g)))
+                .unwrap_or_default()
+        ),
+        Event::Error { message } => println!("error: {}", line(message)),
         other => println!("{other:?}"),
     }
 }

@@ -108,3 +108,64 @@ fn bad_requests_get_clear_errors_and_the_connection_survives() {
         json!(1)
     );
 }
+
+/// Issue 12, findings 5 and 6: the client over the cap is told and closed (it used to hang);
+/// a bad request echoes its `req`; empty lines are ignored; `send` to our own id is `own_id`.
+#[test]
+fn finding_5_and_6_the_control_api_answers_every_client_and_request() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        root.path(),
+        "alice",
+        &direct_config("alice", free_port(), &[], &[]),
+    );
+    let me = torchat_testkit::legacy_id("alice");
+    // 64 clients, each answered once (so each surely holds a slot).
+    let clients: Vec<torchat_testkit::Client> = (0..64)
+        .map(|_| {
+            let mut c = d.client();
+            c.ok(json!({"cmd": "info"}));
+            c
+        })
+        .collect();
+    let extra = UnixStream::connect(d.dir.join("control.sock")).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rd = BufReader::new(extra);
+    let mut l = String::new();
+    let n = rd.read_line(&mut l).expect("an answer, not a hang");
+    assert!(n > 0);
+    let v: Value = serde_json::from_str(&l).unwrap();
+    assert_eq!(v["error"]["code"], json!("too_many_clients"));
+    l.clear();
+    assert_eq!(
+        rd.read_line(&mut l).unwrap(),
+        0,
+        "closed after the error line"
+    );
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let s = UnixStream::connect(d.dir.join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rd = BufReader::new(s.try_clone().unwrap());
+    let mut wr = s;
+    wr.write_all(b"{\"req\":77,\"cmd\":\"no_such_command\"}\n")
+        .unwrap();
+    let r = reply(&mut rd);
+    assert_eq!(
+        (r["req"].clone(), r["ok"].clone()),
+        (json!(77), json!(false))
+    );
+    wr.write_all(b"\n   \n{\"req\":78,\"cmd\":\"info\"}\n")
+        .unwrap();
+    let r = reply(&mut rd);
+    assert_eq!(r["req"], json!(78), "empty lines are ignored: {r}");
+    wr.write_all(
+        format!("{{\"req\":79,\"cmd\":\"send\",\"to\":\"{me}\",\"text\":\"x\"}}\n").as_bytes(),
+    )
+    .unwrap();
+    let r = reply(&mut rd);
+    assert_eq!(r["error"]["code"], json!("own_id"), "{r}");
+}

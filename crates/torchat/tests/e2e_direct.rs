@@ -186,7 +186,7 @@ fn three_daemons_chat_group_restart_and_kill() {
     db.spawn();
     cb = db.client();
     let n = acked.len();
-    // Between torchat nodes a delayed message keeps its text (and its original time).
+    // Between torchat nodes a late message carries its time, not a "[delayed] " prefix.
     wait_until(secs(60), "the burst delivered", || {
         let k = history(&mut cb, &a)
             .iter()

@@ -52,6 +52,12 @@ struct Out {
     info_sent: bool,
 }
 
+fn strip_delayed(text: Vec<u8>) -> Vec<u8> {
+    text.strip_prefix(b"[delayed] ")
+        .map(<[u8]>::to_vec)
+        .unwrap_or(text)
+}
+
 /// One legacy client, talking to us.
 #[derive(Debug)]
 pub struct Legacy {
@@ -80,6 +86,10 @@ pub struct Legacy {
     pub written_on_its_connections: u32,
     /// Pongs it had to reject (wrong cookie or second one).
     pub rejected_pongs: u32,
+    /// Chat messages it received from us (texts, `[delayed] ` prefix removed).
+    pub received: Vec<Vec<u8>>,
+    /// ruby-torchat: packets held on unverified connections (processed once verified).
+    held: BTreeMap<u32, Vec<Vec<u8>>>,
 }
 
 const RUBY_RECONNECT: u64 = 10_000;
@@ -108,6 +118,8 @@ impl Legacy {
             out_box: vec![],
             written_on_its_connections: 0,
             rejected_pongs: 0,
+            received: vec![],
+            held: BTreeMap::new(),
         };
         l.buddy_cookie = l.fresh_cookie();
         l
@@ -347,6 +359,33 @@ impl Legacy {
                 }
             }
             Packet::Pong { cookie } => self.on_pong(pc, cookie, now),
+            Packet::Message(text) => {
+                let verified = self.incs.get(&pc).is_some_and(|i| i.verified);
+                if verified {
+                    self.received.push(strip_delayed(text));
+                    return;
+                }
+                match self.flavor {
+                    // Python closes an unauthenticated connection that carries a message.
+                    Flavor::Python => {
+                        self.incs.remove(&pc);
+                        self.out_box.push(POut::Close(pc));
+                    }
+                    // ruby holds up to 24 packets until the connection is verified.
+                    Flavor::Ruby => {
+                        let held = self.held.entry(pc).or_default();
+                        if held.len() < 24 {
+                            held.push(text);
+                        } else {
+                            self.incs.remove(&pc);
+                            self.held.remove(&pc);
+                            self.out_box.push(POut::Close(pc));
+                        }
+                    }
+                    // jtorchat attaches the socket to the claimed buddy at once.
+                    Flavor::Jtc => self.received.push(strip_delayed(text)),
+                }
+            }
             _ => {}
         }
     }
@@ -358,11 +397,15 @@ impl Legacy {
         if !inc.claimed {
             return;
         }
-        let expected = self
-            .out
-            .and_then(|o| self.outs.get(&o))
-            .filter(|o| o.up)
-            .map(|o| o.cookie.clone().into_bytes());
+        // Python and jtorchat check against their one cookie for us; ruby against the cookie
+        // of its current outgoing connection (it expects the newest).
+        let expected = match self.flavor {
+            Flavor::Python | Flavor::Jtc => Some(self.buddy_cookie.clone().into_bytes()),
+            Flavor::Ruby => self
+                .out
+                .and_then(|o| self.outs.get(&o))
+                .map(|o| o.cookie.clone().into_bytes()),
+        };
         let right = expected.as_deref() == Some(&cookie[..]);
         if inc.verified {
             if self.flavor == Flavor::Ruby {
@@ -400,6 +443,9 @@ impl Legacy {
         }
         if let Some(i) = self.incs.get_mut(&pc) {
             i.verified = true;
+        }
+        for text in self.held.remove(&pc).unwrap_or_default() {
+            self.received.push(strip_delayed(text));
         }
         // Python replaces an older verified incoming connection by the new one.
         let older: Vec<u32> = self
@@ -522,6 +568,7 @@ pub struct CorePeer {
     pub us: OnionId,
     outgoing: std::collections::BTreeSet<u32>,
     pub written_on_its_connections: u32,
+    pub received: Vec<Vec<u8>>,
 }
 
 impl CorePeer {
@@ -535,6 +582,7 @@ impl CorePeer {
             us,
             outgoing: Default::default(),
             written_on_its_connections: 0,
+            received: vec![],
         }
     }
 }
@@ -594,6 +642,12 @@ impl Peer {
                             }
                         }
                         torchat_core::Output::Close { conn } => v.push(POut::Close(conn.0 as u32)),
+                        // A peer that did not add us holds our messages as a contact
+                        // request: they arrived all the same.
+                        torchat_core::Output::Event(
+                            torchat_core::Event::MessageReceived { text, .. }
+                            | torchat_core::Event::RequestMessage { text, .. },
+                        ) => c.received.push(strip_delayed(text)),
                         _ => {}
                     }
                 }
@@ -698,6 +752,13 @@ impl Peer {
                 .buddy(&c.us)
                 .and_then(|b| b.outgoing)
                 .map(|k| k.0 as u32),
+        }
+    }
+
+    pub fn received(&self) -> &[Vec<u8>] {
+        match self {
+            Peer::Legacy(l) => &l.received,
+            Peer::Core(c) => &c.received,
         }
     }
 

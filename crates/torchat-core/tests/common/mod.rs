@@ -2,6 +2,7 @@
 //! delivery, a virtual clock, links that can be cut (silently or with a close).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod drive;
 pub mod legacy;
 pub mod script;
 

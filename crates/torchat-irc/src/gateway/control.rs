@@ -40,8 +40,18 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ),
     (
         "accept",
-        "<#chan>",
-        "accept an invite (/join <#chan> does the same)",
+        "<#chan> | <id>",
+        "accept an invite (/join <#chan> does the same), or a contact request",
+    ),
+    (
+        "requests",
+        "",
+        "contact requests from strangers, with what they wrote",
+    ),
+    (
+        "ignore",
+        "<id>",
+        "ignore a contact request: its messages are dropped",
     ),
     ("decline", "<#chan>", "decline an invite"),
     (
@@ -172,9 +182,11 @@ impl Gateway {
                 self.call(ctl(Op::Create { name }), Command::GroupCreate { modes });
             }
             "accept" | "join" => match arg(1) {
-                Some(c) => self.join(&c),
-                None => self.reply(to, "usage: accept <#chan>"),
+                Some(c) if c.starts_with(['#', '&']) || cmd == "join" => self.join(&c),
+                Some(id) => self.request_command("accept", Some(id), to),
+                None => self.reply(to, "usage: accept <#chan> or accept <onion id>"),
             },
+            "requests" | "ignore" => self.request_command(&cmd, arg(1), to),
             "decline" => {
                 let Some(c) = arg(1) else {
                     return self.reply(to, "usage: decline <#chan>");
@@ -320,6 +332,8 @@ impl Gateway {
             Op::Status { status } => self.reply(to, &format!("status set to {status}")),
             Op::Profile => self.reply(to, "profile set"),
             Op::File { what } => self.reply(to, &what),
+            Op::RequestDone { what } => self.reply(to, &what),
+            Op::Requests => self.show_requests(to, v),
             Op::Files => {
                 let list: Vec<torchat_api::Transfer> =
                     serde_json::from_value(v).unwrap_or_default();

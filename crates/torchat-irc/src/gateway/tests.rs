@@ -1023,3 +1023,87 @@ fn file_offers_are_announced_with_how_to_accept() {
         }
     );
 }
+
+#[test]
+fn contact_requests_are_announced_listed_and_answered() {
+    let (mut t, _) = T::registered(json!([]));
+    t.line("JOIN &torchat");
+    let stranger = "strangerstranger";
+    let out = t.event(Event::Request {
+        id: stranger.into(),
+        added_me: true,
+        messages: 0,
+        dropped: 0,
+    });
+    assert!(
+        out.iter()
+            .any(|l| l.contains(&format!("contact request: {stranger} added you"))),
+        "{out:?}"
+    );
+    let out = t.event(Event::RequestMessage {
+        from: stranger.into(),
+        message: torchat_api::HeldMessage {
+            id: "m1".into(),
+            text: "hi\r\nthere \u{1b}[2J\u{3}4red\u{202e}x".into(),
+            at: 0,
+        },
+    });
+    let l = out.join("\n");
+    assert!(l.contains("hi  there ␛[2J␃4red\u{FFFD}x"), "{l}");
+    assert!(!l.contains(['\u{1b}', '\u{3}', '\u{202e}']), "{l:?}");
+    // requests lists them; accept <id> and ignore <id> answer them.
+    t.line("PRIVMSG &torchat :requests");
+    let (cmd, out) = t.answer(Ok(json!([{"id": stranger, "added_me": true, "first_at": 0,
+        "last_at": 0, "dropped": 2, "messages": [{"id": "m1", "text": "hello", "at": 0}]}])));
+    assert_eq!(cmd, Command::Requests);
+    let l = out.join("\n");
+    assert!(l.contains("2 messages dropped"), "{l}");
+    assert!(l.contains("hello"), "{l}");
+    t.line(&format!("PRIVMSG &torchat :accept {stranger}"));
+    let (cmd, out) = t.answer(Ok(json!({"id": stranger})));
+    assert_eq!(
+        cmd,
+        Command::RequestAccept {
+            id: stranger.into(),
+            alias: None
+        }
+    );
+    assert!(out.join("\n").contains("a buddy now"));
+    t.line(&format!("PRIVMSG &torchat :ignore {stranger}"));
+    let (cmd, _) = t.answer(Err(("no_such_request", "no contact request from that id")));
+    assert_eq!(
+        cmd,
+        Command::RequestIgnore {
+            id: stranger.into()
+        }
+    );
+    // accept #chan is still an invite.
+    t.line("PRIVMSG &torchat :accept #nochan");
+    assert!(t.calls.is_empty());
+}
+
+#[test]
+fn hostile_texts_cannot_restyle_or_reorder_irc_lines() {
+    let (mut t, _) = T::registered(json!([]));
+    let out = t.event(Event::Message {
+        message: msg(
+            BOB,
+            BOB,
+            "a\u{1b}]0;title\u{7}b\u{2}bold\u{f}\u{202e}c\u{9b}",
+            "m9",
+        ),
+    });
+    assert_eq!(out.len(), 1);
+    assert!(
+        !out[0]
+            .chars()
+            .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+        "{:?}",
+        out[0]
+    );
+    assert!(
+        out[0].ends_with(":a␛]0;title␇b␂bold␏\u{FFFD}c\u{FFFD}"),
+        "{}",
+        out[0]
+    );
+}

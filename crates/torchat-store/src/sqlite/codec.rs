@@ -300,3 +300,22 @@ pub(super) fn read_transfer(r: &Row<'_>) -> Result<crate::Transfer> {
         updated_at: time(r.get(14)?)?,
     })
 }
+
+pub(super) fn read_request(r: &Row<'_>) -> Result<crate::Request> {
+    Ok(crate::Request {
+        peer: onion(r.get(0)?)?,
+        added_me: r.get(1)?,
+        first_at: time(r.get(2)?)?,
+        last_at: time(r.get(3)?)?,
+        dropped: time(r.get(4)?)?,
+    })
+}
+
+pub(super) fn read_request_message(r: &Row<'_>) -> Result<crate::RequestMessage> {
+    Ok(crate::RequestMessage {
+        id: msg_id(r.get(0)?)?,
+        peer: onion(r.get(1)?)?,
+        text: r.get(2)?,
+        at: time(r.get(3)?)?,
+    })
+}

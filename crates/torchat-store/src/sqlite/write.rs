@@ -346,5 +346,43 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
             "DELETE FROM transfers WHERE id = ?1",
             [to_sql_time(*id)],
         ),
+        Op::UpsertRequest(r) => {
+            let new = !exists(
+                tx,
+                "SELECT 1 FROM requests WHERE peer = ?1",
+                [r.peer.as_str()],
+            )?;
+            run(
+                tx,
+                "INSERT OR REPLACE INTO requests (peer, added_me, first_at, last_at, dropped)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    r.peer.as_str(),
+                    r.added_me,
+                    to_sql_time(r.first_at),
+                    to_sql_time(r.last_at),
+                    to_sql_time(r.dropped),
+                ],
+            )?;
+            Ok(u64::from(new))
+        }
+        Op::RemoveRequest(peer) => {
+            run(
+                tx,
+                "DELETE FROM request_messages WHERE peer = ?1",
+                [peer.as_str()],
+            )?;
+            run(tx, "DELETE FROM requests WHERE peer = ?1", [peer.as_str()])
+        }
+        Op::AddRequestMessage(m) => run(
+            tx,
+            "INSERT OR IGNORE INTO request_messages (id, peer, text, at) VALUES (?1, ?2, ?3, ?4)",
+            params![&m.id.0[..], m.peer.as_str(), &m.text[..], to_sql_time(m.at)],
+        ),
+        Op::RemoveRequestMessage { id } => run(
+            tx,
+            "DELETE FROM request_messages WHERE id = ?1",
+            [&id.0[..]],
+        ),
     }
 }
