@@ -84,6 +84,9 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) groups: BTreeMap<torchat_wire::GroupId, crate::group::Group>,
     pub(crate) outbox: Vec<crate::types::OutboxEntry>,
+    /// When `start` ran, and message ids made since (see [`MsgId::ordered`]).
+    msg_epoch: u64,
+    msg_count: u64,
     pub(crate) files: crate::file::Files,
     pub(crate) guard: crate::quota::Guard,
 }
@@ -137,6 +140,8 @@ impl Node {
             started: false,
             groups: BTreeMap::new(),
             outbox: Vec::new(),
+            msg_epoch: 0,
+            msg_count: 0,
             files: Default::default(),
             guard: Default::default(),
         }
@@ -212,6 +217,7 @@ impl Node {
     /// Starts connecting to every buddy we want to be connected to.
     pub fn start(&mut self, now: Timestamp) {
         self.started = true;
+        self.msg_epoch = now.as_millis();
         let wanted: Vec<OnionId> = self
             .buddies
             .iter()
@@ -648,7 +654,8 @@ impl Node {
     pub(crate) fn new_msg_id(&mut self) -> MsgId {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
-        MsgId(b)
+        self.msg_count += 1;
+        MsgId::ordered(self.msg_epoch, self.msg_count, b)
     }
 
     /// The cookie of our pings to `id`: SHA-256 of a per-run secret and the id, as 64

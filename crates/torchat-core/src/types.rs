@@ -33,14 +33,29 @@ pub enum ConnectError {
     Other,
 }
 
-/// A message id: 16 random bytes, unique for every message we create.
+/// A message id: 16 bytes, unique for every message we create. Local: it names a message in
+/// our store and our API, never on the wire (signed group messages carry their own random
+/// `msgid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId(pub [u8; 16]);
 
 impl MsgId {
+    /// An id that sorts by creation: 48 bits of `epoch_ms` (when the node started), 48 bits
+    /// of `count` (ids made since), then 32 bits of `random`. Ids made one after the other are
+    /// neighbours in the store's index, so storing a burst of messages touches a few index
+    /// pages instead of one random page per message.
+    pub fn ordered(epoch_ms: u64, count: u64, random: [u8; 16]) -> MsgId {
+        let mut b = random;
+        b[..6].copy_from_slice(&epoch_ms.to_be_bytes()[2..]);
+        b[6..12].copy_from_slice(&count.to_be_bytes()[2..]);
+        MsgId(b)
+    }
+
     /// Lower-case hex, 32 characters.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        let mut s = String::with_capacity(32);
+        s.push_str(hex32(&self.0).as_str());
+        s
     }
 
     /// Parses 32 hex characters.
@@ -60,8 +75,28 @@ impl MsgId {
 
 impl fmt::Display for MsgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(hex32(&self.0).as_str())
     }
+}
+
+/// 16 bytes as 32 lower-case hex digits, on the stack (ids are formatted for every message).
+struct Hex32([u8; 32]);
+
+impl Hex32 {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+fn hex32(b: &[u8; 16]) -> Hex32 {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, x) in b.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(x >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(x & 15)];
+    }
+    Hex32(out)
 }
 
 /// Which list a buddy is on.
@@ -686,4 +721,33 @@ pub struct GroupView {
     pub inviter: Option<OnionId>,
     /// While invited: the members the inviter listed.
     pub proposed: Vec<OnionId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_print_as_lower_case_hex_and_parse_back() {
+        let id = MsgId([
+            0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba,
+            0xdc, 0xfe,
+        ]);
+        let hex = "00017f80abcdefff1032547698badcfe";
+        assert_eq!(id.to_hex(), hex);
+        assert_eq!(id.to_string(), hex);
+        assert_eq!(MsgId::from_hex(hex), Some(id));
+        assert_eq!(MsgId::from_hex(&hex.to_uppercase()), Some(id));
+        assert_eq!(MsgId::from_hex(&hex[1..]), None);
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_start_then_count_and_keep_random_bits() {
+        let r = [0xee; 16];
+        let a = MsgId::ordered(1_700_000_000_000, 1, r);
+        let b = MsgId::ordered(1_700_000_000_000, 2, [0; 16]);
+        let c = MsgId::ordered(1_700_000_000_001, 0, r);
+        assert!(a < b && b < c);
+        assert_eq!(a.to_hex(), "018bcfe56800000000000001eeeeeeee");
+    }
 }

@@ -1,17 +1,29 @@
 //! The actor: the only owner of the core, the store and the connection table, and the only
-//! place that reads the clock. One `select!` loop over transport events, connection events,
-//! control commands, the core's next deadline and shutdown.
+//! place that reads the clock.
+//!
+//! It works in **batches** (group commit). It waits for one input — a transport event, a
+//! connection event, control requests or the core's deadline — and then takes every other input
+//! that is ready, up to [`MAX_BATCH_INPUTS`] inputs or [`MAX_BATCH_BYTES`] bytes, feeding each
+//! to the core and collecting what the core asks for. Then, in this order:
+//!
+//! 1. the records of the whole batch are written in **one** store transaction (one `fsync`);
+//! 2. the other outputs are carried out in the order the core gave them: connections opened
+//!    and closed, events published, bytes written — one write per connection per batch;
+//! 3. the control requests of the batch are answered.
+//!
+//! So nothing reaches the wire, a subscriber or a client before the records it depends on are
+//! durable, exactly as with one input per step; a batch only shares the commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use torchat_api as api;
 use torchat_core::{ConnId, Event, Node, Output, Timestamp};
-use torchat_store::Store;
+use torchat_store::{Op, Store};
 use torchat_tor::{BoxStream, Transport, TransportEvent};
 use torchat_wire::OnionId;
 
@@ -20,12 +32,25 @@ use crate::persist;
 
 /// Bytes read per `read` call on a connection.
 const READ_CHUNK: usize = 16 * 1024;
-/// Writes (one per actor step) waiting on one connection; a peer that does not read is cut off.
+/// Writes (one per batch) waiting on one connection; a peer that does not read is cut off.
 pub const MAX_PENDING_WRITES: usize = 1024;
 /// Bytes waiting to be written on one connection before the peer is cut off.
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
-/// Events from connection tasks waiting for the actor.
-const INBOX: usize = 1024;
+/// Events from connection tasks waiting for the actor: with [`READ_CHUNK`], at most 4 MiB of
+/// network data (one batch's worth) waits in memory.
+const INBOX: usize = 256;
+/// Inputs taken into one batch (a control request counts as one input). A chunk of control
+/// requests already taken is finished, so a batch holds at most this plus one chunk (256
+/// requests).
+pub const MAX_BATCH_INPUTS: usize = 1024;
+/// Bytes of network data and control requests taken into one batch.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Outputs (events, transmissions…), or store operations, after which a batch takes no more
+/// inputs, so that the events of one batch fit a subscriber's queue
+/// ([`crate::events::QUEUE`]) with room to spare.
+const MAX_BATCH_OUTPUTS: usize = 2048;
+/// After this long without input, caches are given back (see [`Store::release_memory`]).
+const IDLE_RELEASE: Duration = Duration::from_secs(5);
 
 /// What connection tasks tell the actor.
 enum Input {
@@ -46,11 +71,14 @@ fn connect_error(e: &torchat_tor::Error) -> torchat_core::ConnectError {
     }
 }
 
+/// The answer to one control request.
+pub(crate) type CmdResult = Result<serde_json::Value, (String, String)>;
+
 /// A control request with its reply channel.
-pub(crate) type ControlMsg = (
-    api::Command,
-    oneshot::Sender<Result<serde_json::Value, (String, String)>>,
-);
+pub(crate) type ControlMsg = (api::Command, oneshot::Sender<CmdResult>);
+
+/// Control requests read together from one client, in order, with their total size in bytes.
+pub(crate) type ControlChunk = (Vec<ControlMsg>, usize);
 
 /// What the transport reported last, for `info`.
 #[derive(Debug, Clone, Default)]
@@ -68,17 +96,74 @@ struct ConnHandle {
     reader: JoinHandle<()>,
 }
 
+/// What one batch has gathered and not yet carried out.
+#[derive(Default)]
+struct Batch {
+    /// Store operations, in the order of the records.
+    ops: Vec<Op>,
+    /// Claims staged in `ops` (each group trust record repeats every claimant so far).
+    claims: std::collections::HashSet<(torchat_store::MsgId, OnionId)>,
+    /// Where the trust update of a message sits in `ops` (a later one replaces it).
+    trust_at: HashMap<torchat_store::MsgId, usize>,
+    /// The core's other outputs, in order.
+    outputs: Vec<Output>,
+    /// Control requests answered once the batch is durable.
+    replies: Vec<(oneshot::Sender<CmdResult>, CmdResult)>,
+    inputs: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.outputs.is_empty() && self.replies.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.inputs >= MAX_BATCH_INPUTS
+            || self.bytes >= MAX_BATCH_BYTES
+            || self.outputs.len() >= MAX_BATCH_OUTPUTS
+            || self.ops.len() >= MAX_BATCH_OUTPUTS
+    }
+
+    /// Adds a store operation. A group message's trust record names every claimant so far and
+    /// may come once per echo: within a batch a claim is staged once and only the last trust
+    /// of a message is written (in the place of the first).
+    fn stage(&mut self, op: Op) {
+        match &op {
+            Op::AddClaim(c) if !self.claims.insert((c.msg_id, c.claimant.clone())) => return,
+            Op::UpdateTrust { id, trust } => {
+                if let Some(&i) = self.trust_at.get(id) {
+                    if let Some(Op::UpdateTrust { trust: t, .. }) = self.ops.get_mut(i) {
+                        *t = *trust;
+                        return;
+                    }
+                }
+                self.trust_at.insert(*id, self.ops.len());
+            }
+            _ => {}
+        }
+        self.ops.push(op);
+    }
+}
+
 pub(crate) struct Actor {
     pub core: Node,
     pub store: Box<dyn Store>,
     pub transport: Arc<dyn Transport>,
-    pub events: broadcast::Sender<api::Event>,
+    pub events: crate::events::Hub,
     pub tor: TorState,
     pub log_secrets: bool,
+    me: OnionId,
     conns: HashMap<ConnId, ConnHandle>,
     inbox_tx: mpsc::Sender<Input>,
     inbox: mpsc::Receiver<Input>,
     pending_connects: HashMap<ConnId, JoinHandle<()>>,
+    batch: Batch,
+    /// The runtime connection tasks run on (the actor has a thread of its own).
+    io: tokio::runtime::Handle,
+    /// Batches carried out and their inputs, for `info`.
+    pub batches: u64,
+    pub batched_inputs: u64,
     stop: bool,
     pub files: crate::files::Files,
 }
@@ -96,11 +181,13 @@ impl Actor {
         core: Node,
         store: Box<dyn Store>,
         transport: Arc<dyn Transport>,
-        events: broadcast::Sender<api::Event>,
+        events: crate::events::Hub,
         log_secrets: bool,
         files: crate::files::Files,
+        io: tokio::runtime::Handle,
     ) -> Self {
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
+        let me = core.own_id().clone();
         Actor {
             core,
             store,
@@ -108,10 +195,15 @@ impl Actor {
             events,
             tor: TorState::default(),
             log_secrets,
+            me,
             conns: HashMap::new(),
             inbox_tx,
             inbox,
             pending_connects: HashMap::new(),
+            batch: Batch::default(),
+            io,
+            batches: 0,
+            batched_inputs: 0,
             stop: false,
             files,
         }
@@ -129,33 +221,83 @@ impl Actor {
     pub async fn run(
         mut self,
         mut transport_rx: mpsc::Receiver<TransportEvent>,
-        mut control_rx: mpsc::Receiver<ControlMsg>,
+        mut control_rx: mpsc::Receiver<ControlChunk>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         self.core.start(now());
-        self.drain();
+        self.collect();
+        self.finish();
+        // When the last input came, until caches are given back after a quiet spell.
+        let mut active: Option<std::time::Instant> = None;
         while !self.stop {
-            let sleep = match self.core.poll_timeout() {
+            let mut sleep = match self.core.poll_timeout() {
                 Some(t) => Duration::from_millis(t.as_millis().saturating_sub(now().as_millis())),
                 None => Duration::from_secs(3600),
             };
-            tokio::select! {
+            if let Some(t) = active {
+                sleep = sleep.min(IDLE_RELEASE.saturating_sub(t.elapsed()));
+            }
+            // Wait for one input…
+            let input = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                Some(ev) = transport_rx.recv() => self.on_transport(ev),
-                Some(input) = self.inbox.recv() => self.on_input(input),
-                Some((cmd, reply)) = control_rx.recv() => {
-                    let r = crate::control::execute(&mut self, cmd);
-                    // Persist (and carry out) what the command caused before answering, so
-                    // "sent" or "queued" is only said once the message is on disk.
-                    self.drain();
-                    let _ = reply.send(r);
+                Some(ev) = transport_rx.recv() => {
+                    self.on_transport(ev);
+                    true
                 }
-                _ = tokio::time::sleep(sleep) => self.core.handle_timeout(now()),
+                Some(input) = self.inbox.recv() => {
+                    self.on_input(input);
+                    true
+                }
+                Some(chunk) = control_rx.recv() => {
+                    self.on_control(chunk);
+                    true
+                }
+                _ = tokio::time::sleep(sleep) => false,
+            };
+            if input {
+                active = Some(std::time::Instant::now());
+                // …then take what else is ready, up to the bounds.
+                self.gather(&mut transport_rx, &mut control_rx);
+            } else if active.is_some_and(|t| t.elapsed() >= IDLE_RELEASE) {
+                // Quiet for a while: give back what caches hold.
+                self.store.release_memory();
+                active = None;
             }
-            self.drain();
+            if self.core.poll_timeout().is_some_and(|t| t <= now()) {
+                self.core.handle_timeout(now());
+                self.collect();
+            }
+            self.finish();
         }
         self.shutdown().await;
+    }
+
+    /// Takes inputs that are ready without waiting, from every source in turn, until none is
+    /// or the batch is full.
+    fn gather(
+        &mut self,
+        transport_rx: &mut mpsc::Receiver<TransportEvent>,
+        control_rx: &mut mpsc::Receiver<ControlChunk>,
+    ) {
+        while !self.batch.full() && !self.stop {
+            let mut got = false;
+            if let Ok(input) = self.inbox.try_recv() {
+                self.on_input(input);
+                got = true;
+            }
+            if let Ok(chunk) = control_rx.try_recv() {
+                self.on_control(chunk);
+                got = true;
+            }
+            if let Ok(ev) = transport_rx.try_recv() {
+                self.on_transport(ev);
+                got = true;
+            }
+            if !got {
+                break;
+            }
+        }
     }
 
     pub fn request_stop(&mut self) {
@@ -164,6 +306,8 @@ impl Actor {
 
     async fn shutdown(&mut self) {
         tracing::info!("shutting down");
+        // Whatever was taken in is written and answered before we go.
+        self.finish();
         for (_, h) in self.pending_connects.drain() {
             h.abort();
         }
@@ -175,6 +319,7 @@ impl Actor {
     }
 
     fn on_transport(&mut self, ev: TransportEvent) {
+        self.batch.inputs += 1;
         match ev {
             TransportEvent::Incoming(stream) => match self.core.accept(now()) {
                 Some(conn) => self.spawn_conn(conn, stream),
@@ -184,8 +329,7 @@ impl Actor {
                 tracing::info!(percent, %summary, "tor bootstrap");
                 self.tor.percent = percent;
                 self.tor.summary = summary.clone();
-                let _ = self
-                    .events
+                self.events
                     .send(api::Event::TorProgress { percent, summary });
             }
             TransportEvent::Ready { id } => {
@@ -195,22 +339,24 @@ impl Actor {
                 self.tor.ready = true;
                 self.tor.percent = 100;
                 self.tor.problem = None;
-                let _ = self
-                    .events
+                self.events
                     .send(api::Event::TorReady { id: id.to_string() });
             }
             TransportEvent::Problem { message, hint } => {
                 tracing::warn!(%message, %hint, "transport problem");
                 self.tor.problem = Some((message.clone(), hint.clone()));
-                let _ = self.events.send(api::Event::TorProblem { message, hint });
+                self.events.send(api::Event::TorProblem { message, hint });
             }
             _ => {}
         }
+        self.collect();
     }
 
     fn on_input(&mut self, input: Input) {
+        self.batch.inputs += 1;
         match input {
             Input::Data(conn, data) => {
+                self.batch.bytes += data.len();
                 if self.conns.contains_key(&conn) {
                     self.core.handle_data(conn, &data, now());
                 }
@@ -240,50 +386,101 @@ impl Actor {
                 }
             }
         }
+        self.collect();
     }
 
-    /// Carries out the core's outputs until there are none (file reads answered here make
-    /// more).
-    pub fn drain(&mut self) {
-        while self.drain_once() {}
+    /// Executes a chunk of control requests; each is answered when its batch is durable.
+    fn on_control(&mut self, (msgs, bytes): ControlChunk) {
+        self.batch.bytes += bytes;
+        for (cmd, reply) in msgs {
+            self.batch.inputs += 1;
+            if crate::control::reads_store(&cmd) {
+                // Reads see every write before them: finish what the batch holds first.
+                self.finish();
+            }
+            let r = crate::control::execute(self, cmd);
+            self.collect();
+            self.batch.replies.push((reply, r));
+        }
     }
 
-    /// Carries out the core's outputs: persist first (one transaction), then the rest.
-    fn drain_once(&mut self) -> bool {
-        let mut outputs = Vec::new();
+    /// The delivery state the core just gave a 1:1 message we sent (its `Delivery` event).
+    pub(crate) fn delivery_of(
+        &mut self,
+        id: torchat_core::MsgId,
+    ) -> Option<torchat_core::Delivery> {
+        self.collect();
+        self.batch.outputs.iter().rev().find_map(|o| match o {
+            Output::Event(Event::Delivery { id: i, state, .. }) if *i == id => Some(*state),
+            _ => None,
+        })
+    }
+
+    /// Stages a store operation with the batch's records (written before anything is answered).
+    pub(crate) fn stage(&mut self, op: Op) {
+        self.batch.stage(op);
+    }
+
+    /// Takes the core's outputs into the batch: records become store operations now, the rest
+    /// waits until they are durable.
+    fn collect(&mut self) {
+        let mut t = None;
         while let Some(o) = self.core.poll_output() {
-            outputs.push(o);
-        }
-        if outputs.is_empty() {
-            return false;
-        }
-        let t = now();
-        let me = self.core.own_id().clone();
-        let mut ops = Vec::new();
-        for o in &outputs {
-            if let Output::Persist(r) = o {
-                ops.extend(persist::ops(self.store.as_ref(), &me, r.clone(), t));
+            match o {
+                Output::Persist(r) => {
+                    let t = *t.get_or_insert_with(now);
+                    let ops = persist::ops(self.store.as_ref(), &self.batch.ops, &self.me, r, t);
+                    for op in ops {
+                        self.batch.stage(op);
+                    }
+                }
+                other => self.batch.outputs.push(other),
             }
         }
-        if !ops.is_empty() {
-            if let Err(e) = self.store.apply(&ops) {
-                // Do not lose the whole batch for one bad operation: apply what can be.
-                tracing::error!(error = %e, "store batch failed; applying one by one");
-                for op in &ops {
-                    if let Err(e) = self.store.apply(std::slice::from_ref(op)) {
-                        tracing::error!(error = %e, "store write failed");
-                        let _ = self.events.send(api::Event::Error {
-                            message: format!("storage: {e}"),
-                        });
-                    }
+    }
+
+    /// Commits the batch, then carries out its outputs and answers its requests. Carrying out
+    /// can cause more (a peer cut off for not reading); that is a batch of its own.
+    pub(crate) fn finish(&mut self) {
+        while !self.batch.is_empty() {
+            let b = std::mem::take(&mut self.batch);
+            self.batches += 1;
+            self.batched_inputs += b.inputs as u64;
+            self.commit(&b.ops);
+            self.carry_out(b.outputs);
+            for (reply, r) in b.replies {
+                let _ = reply.send(r);
+            }
+            self.collect();
+        }
+    }
+
+    /// Writes the batch's operations in one transaction.
+    fn commit(&mut self, ops: &[Op]) {
+        if ops.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.apply(ops) {
+            // Do not lose the whole batch for one bad operation: apply what can be.
+            tracing::error!(error = %e, "store batch failed; applying one by one");
+            for op in ops {
+                if let Err(e) = self.store.apply(std::slice::from_ref(op)) {
+                    tracing::error!(error = %e, "store write failed");
+                    self.events.send(api::Event::Error {
+                        message: format!("storage: {e}"),
+                    });
                 }
             }
         }
-        // One write per connection per step, however many lines the core produced.
+    }
+
+    /// Carries out the core's outputs (records are already durable), in order; bytes for one
+    /// connection are joined into one write.
+    fn carry_out(&mut self, outputs: Vec<Output>) {
         let mut writes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         for o in outputs {
             match o {
-                Output::Persist(_) => {}
+                Output::Persist(_) => {} // written by `commit`
                 Output::Connect { conn, to } => self.connect(conn, to),
                 Output::Transmit { conn, data } => {
                     match writes.iter_mut().find(|(c, _)| *c == conn) {
@@ -292,6 +489,11 @@ impl Actor {
                     }
                 }
                 Output::Close { conn } => {
+                    // What the core wrote before closing goes out first.
+                    if let Some(i) = writes.iter().position(|(c, _)| *c == conn) {
+                        let (c, data) = writes.swap_remove(i);
+                        self.transmit(c, data);
+                    }
                     if let Some(h) = self.conns.remove(&conn) {
                         h.reader.abort();
                     }
@@ -306,7 +508,6 @@ impl Actor {
         for (conn, data) in writes {
             self.transmit(conn, data);
         }
-        true
     }
 
     fn publish(&mut self, e: Event) {
@@ -314,18 +515,17 @@ impl Actor {
             return;
         }
         if let Event::PeerInfo { id, info } = &e {
-            // Keep the last known profile of buddies on our list, for display after a restart.
-            if let Ok(Some(mut row)) = self.store.buddy(id) {
+            // Keep the last known profile of buddies on our list, for display after a restart
+            // (written with the next batch).
+            if let Some(mut row) = persist::buddy_row(self.store.as_ref(), &self.batch.ops, id) {
                 row.profile_name = info.profile_name.clone();
                 row.profile_text = info.profile_text.clone();
                 row.client = info.client.clone();
                 row.version = info.version.clone();
-                if let Err(e) = self.store.apply(&[torchat_store::Op::UpsertBuddy(row)]) {
-                    tracing::error!(error = %e, "store write failed");
-                }
+                self.stage(Op::UpsertBuddy(row));
             }
             if let Some(b) = self.core.buddy(id) {
-                let _ = self.events.send(api::Event::BuddyInfo {
+                self.events.send(api::Event::BuddyInfo {
                     buddy: convert::buddy(&b),
                 });
             }
@@ -336,8 +536,11 @@ impl Actor {
             tracing::debug!(peer = %who, %what, "peer misbehaved");
             return;
         }
-        if let Some(ev) = convert::event(&e, self.core.own_id()) {
-            let _ = self.events.send(ev);
+        if !self.events.has_subscribers() {
+            return; // nobody listens: do not build the event
+        }
+        if let Some(ev) = convert::event(&e, &self.me) {
+            self.events.send(ev);
         }
     }
 
@@ -345,7 +548,7 @@ impl Actor {
         tracing::debug!(%conn, to = %self.who(&to), "connecting");
         let fut = self.transport.connect(&to);
         let tx = self.inbox_tx.clone();
-        let h = tokio::spawn(async move {
+        let h = self.io.spawn(async move {
             match fut.await {
                 Ok(stream) => {
                     let _ = tx.send(Input::Connected(conn, stream)).await;
@@ -384,7 +587,7 @@ impl Actor {
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let written = pending.clone();
         let inbox = self.inbox_tx.clone();
-        let reader = tokio::spawn(async move {
+        let reader = self.io.spawn(async move {
             let mut buf = vec![0u8; READ_CHUNK];
             loop {
                 match rd.read(&mut buf).await {
@@ -403,7 +606,7 @@ impl Actor {
             let _ = inbox.send(Input::Closed(conn)).await;
         });
         let inbox = self.inbox_tx.clone();
-        tokio::spawn(async move {
+        self.io.spawn(async move {
             while let Some(data) = rx.recv().await {
                 if wr.write_all(&data).await.is_err() {
                     let _ = inbox.send(Input::Closed(conn)).await;
@@ -426,5 +629,54 @@ impl Actor {
     /// Number of open connections (for `info`).
     pub fn open_connections(&self) -> usize {
         self.conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torchat_store as st;
+
+    fn claim(m: u8, who: &str) -> Op {
+        Op::AddClaim(st::Claim {
+            msg_id: st::MsgId([m; 16]),
+            claimant: who.parse().unwrap(),
+            received_at: 1,
+        })
+    }
+
+    fn trust(m: u8, k: u32) -> Op {
+        Op::UpdateTrust {
+            id: st::MsgId([m; 16]),
+            trust: st::Trust::Relayed { k, n: 9 },
+        }
+    }
+
+    #[test]
+    fn a_batch_stages_each_claim_once_and_the_last_trust_of_a_message() {
+        let (a, b) = ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb");
+        let mut batch = Batch::default();
+        // Two echoes of message 1, each record naming every claimant so far.
+        for op in [
+            trust(1, 1),
+            claim(1, a),
+            trust(1, 2),
+            claim(1, a),
+            claim(1, b),
+        ] {
+            batch.stage(op);
+        }
+        batch.stage(claim(2, a));
+        batch.stage(trust(2, 1));
+        assert_eq!(
+            batch.ops,
+            [
+                trust(1, 2),
+                claim(1, a),
+                claim(1, b),
+                claim(2, a),
+                trust(2, 1)
+            ]
+        );
     }
 }

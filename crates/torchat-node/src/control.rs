@@ -6,27 +6,32 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use torchat_api as api;
 use torchat_api::Command;
 use torchat_core::CommandError;
-use torchat_store::{Conversation, RowId};
+use torchat_store::{Conversation, Op, RowId};
 use torchat_wire::{GroupId, OnionId, Status};
 
-use crate::actor::{now, Actor, ControlMsg};
+use crate::actor::{now, Actor, CmdResult, ControlChunk};
 use crate::convert;
 
 /// File name of the control socket inside the data directory.
 pub const SOCKET: &str = "control.sock";
 /// Cap on simultaneous control clients.
 const MAX_CLIENTS: usize = 64;
+/// Requests of one client read but not yet answered; the client's reader waits beyond this.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Requests handed to the actor at once: every complete line already read, up to this many.
+pub(crate) const MAX_CHUNK: usize = 256;
+/// Read buffer of a client connection.
+const READ_BUF: usize = 64 * 1024;
 /// A client over the cap waits this long for a slot (one that just disconnected may not have
 /// been noticed yet), then gets `too_many_clients` and is closed.
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Clients over the cap waiting for a slot at once; more are refused without waiting.
 const MAX_WAITING: usize = 64;
 
-type CmdResult = Result<Value, (String, String)>;
 
 fn err(code: &str, msg: impl Into<String>) -> (String, String) {
     (code.to_owned(), msg.into())
@@ -67,7 +72,13 @@ fn ok_json<T: serde::Serialize>(v: T) -> CmdResult {
     serde_json::to_value(v).map_err(|e| err("internal", e.to_string()))
 }
 
-/// Runs one command inside the actor.
+/// Whether a command reads the store, so that it must see every write before it.
+pub(crate) fn reads_store(cmd: &Command) -> bool {
+    matches!(cmd, Command::History { .. } | Command::Claims { .. })
+}
+
+/// Runs one command inside the actor. What it makes the core persist is written with the
+/// batch; the answer is sent once that is durable.
 pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
     let t = now();
     match cmd {
@@ -83,6 +94,11 @@ pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
             },
             "connections": a.open_connections(),
             "version": env!("CARGO_PKG_VERSION"),
+            "store": {
+                "commits": a.store.commits(),
+                "batches": a.batches,
+                "inputs": a.batched_inputs,
+            },
         })),
         Command::Buddies => {
             let list: Vec<api::Buddy> = a.core.buddies().iter().map(convert::buddy).collect();
@@ -112,19 +128,22 @@ pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
                 "xa" => Status::Xa,
                 _ => return Err(err("bad_request", "status is available, away or xa")),
             };
-            a.store
-                .put_setting(torchat_store::keys::STATUS, status.as_bytes())
-                .map_err(store_err)?;
+            a.stage(Op::PutSetting {
+                key: torchat_store::keys::STATUS.to_owned(),
+                value: status.into_bytes(),
+            });
             a.core.set_status(s);
             Ok(json!({}))
         }
         Command::SetProfile { name, text } => {
-            a.store
-                .put_setting(torchat_store::keys::PROFILE_NAME, name.as_bytes())
-                .map_err(store_err)?;
-            a.store
-                .put_setting(torchat_store::keys::PROFILE_TEXT, text.as_bytes())
-                .map_err(store_err)?;
+            a.stage(Op::PutSetting {
+                key: torchat_store::keys::PROFILE_NAME.to_owned(),
+                value: name.clone().into_bytes(),
+            });
+            a.stage(Op::PutSetting {
+                key: torchat_store::keys::PROFILE_TEXT.to_owned(),
+                value: text.clone().into_bytes(),
+            });
             a.core.set_profile(name.into_bytes(), text.into_bytes());
             Ok(json!({}))
         }
@@ -134,9 +153,13 @@ pub(crate) fn execute(a: &mut Actor, cmd: Command) -> CmdResult {
                 .core
                 .send_message(&to, text.into_bytes(), t)
                 .map_err(core_err)?;
-            // The record is written by the drain that follows this command, before anything
-            // goes on the wire; answer with the state the core chose.
-            let queued = a.core.buddy(&to).is_some_and(|b| b.queued > 0);
+            // The record is written with this batch, before anything goes on the wire and
+            // before this answer; answer with the state the core chose (its delivery event,
+            // which is cheaper to find than a view of the buddy is to build).
+            let queued = match a.delivery_of(id) {
+                Some(d) => d == torchat_core::Delivery::Queued,
+                None => a.core.buddy(&to).is_some_and(|b| b.queued > 0),
+            };
             Ok(json!({"id": id.to_string(), "state": if queued { "queued" } else { "sent" }}))
         }
         Command::History {
@@ -264,8 +287,8 @@ fn group(g: &torchat_core::GroupView) -> api::Group {
 /// Binds the control socket (mode 0600) and serves clients until the actor is gone.
 pub(crate) async fn serve(
     dir: &Path,
-    commands: mpsc::Sender<ControlMsg>,
-    events: broadcast::Sender<api::Event>,
+    commands: mpsc::Sender<ControlChunk>,
+    events: crate::events::Hub,
 ) -> std::io::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
     let path = dir.join(SOCKET);
     // A live socket means another node runs on this data directory: two would share one
@@ -347,25 +370,47 @@ fn parse_request(text: &str) -> Result<api::Request, api::Response> {
     serde_json::from_value(value).map_err(|e| api::Response::err(req, "bad_request", e.to_string()))
 }
 
+/// A request read from a client, in the order of the answers.
+enum Pending {
+    /// Executed by the actor; answered when it replies.
+    Exec {
+        req: u64,
+        rx: oneshot::Receiver<CmdResult>,
+        subscribe: bool,
+    },
+    /// Answered without the actor (a line that is not a request).
+    Now(api::Response),
+}
+
+/// One client. Requests are pipelined: the reader hands every complete line it has to the
+/// actor as one chunk without waiting for answers (at most [`MAX_IN_FLIGHT`] unanswered); the
+/// answers are written in request order, several per write when they are ready together.
 async fn client(
     sock: UnixStream,
-    commands: mpsc::Sender<ControlMsg>,
-    events: broadcast::Sender<api::Event>,
+    commands: mpsc::Sender<ControlChunk>,
+    events: crate::events::Hub,
 ) {
-    let (rd, mut wr) = sock.into_split();
-    let mut lines = BufReader::new(rd);
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
-    let writer = tokio::spawn(async move {
-        while let Some(mut l) = out_rx.recv().await {
-            l.push('\n');
-            if wr.write_all(l.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    let (rd, wr) = sock.into_split();
+    let mut lines = BufReader::with_capacity(READ_BUF, rd);
+    let (out_tx, out_rx) = mpsc::channel::<String>(256);
+    let writer = tokio::spawn(write_lines(wr, out_rx));
+    let (pending_tx, pending_rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let answers = tokio::spawn(answer(pending_rx, out_tx, events));
+    let mut chunk: Vec<crate::actor::ControlMsg> = Vec::new();
+    let mut chunk_bytes = 0;
     let mut buf = Vec::new();
     loop {
+        // Hand over what was read when no complete line is left in the buffer (the next read
+        // may wait), when the chunk is full, or before waiting for room for more answers.
+        let buffered = lines.buffer().contains(&b'\n');
+        if !chunk.is_empty()
+            && (!buffered || chunk.len() >= MAX_CHUNK || pending_tx.capacity() == 0)
+        {
+            let c = (std::mem::take(&mut chunk), std::mem::take(&mut chunk_bytes));
+            if commands.send(c).await.is_err() {
+                break;
+            }
+        }
         buf.clear();
         // Bounded line read.
         let limited = tokio::io::AsyncReadExt::take(&mut lines, api::MAX_LINE as u64 + 1);
@@ -377,57 +422,77 @@ async fn client(
         if n == 0 {
             break;
         }
-        if buf.len() > api::MAX_LINE {
+        let p = if buf.len() > api::MAX_LINE {
             // Too long: answer, skip the rest of the line without holding it, carry on.
             if !buf.ends_with(b"\n") && !skip_line(&mut lines).await {
                 break;
             }
-            let r = api::Response::err(0, "too_long", "request line longer than 64 KiB");
-            if out_tx.send(line(&r)).await.is_err() {
-                break;
-            }
-            continue;
-        }
-        let text = String::from_utf8_lossy(&buf);
-        // An empty (or blank) line is ignored without a reply (documented in docs/api.md).
-        if text.trim().is_empty() {
-            continue;
-        }
-        let req = match parse_request(text.trim()) {
-            Ok(r) => r,
-            Err(r) => {
-                if out_tx.send(line(&r)).await.is_err() {
-                    break;
-                }
+            Pending::Now(api::Response::err(
+                0,
+                "too_long",
+                "request line longer than 64 KiB",
+            ))
+        } else {
+            let text = String::from_utf8_lossy(&buf);
+            if text.trim().is_empty() {
                 continue;
             }
+            match parse_request(text.trim()) {
+                Ok(req) => {
+                    let (tx, rx) = oneshot::channel();
+                    let subscribe = matches!(req.cmd, Command::Subscribe);
+                    chunk.push((req.cmd, tx));
+                    chunk_bytes += n;
+                    Pending::Exec {
+                        req: req.req,
+                        rx,
+                        subscribe,
+                    }
+                }
+                Err(r) => Pending::Now(r),
+            }
         };
-        let is_sub = matches!(req.cmd, Command::Subscribe);
-        let (tx, rx) = oneshot::channel();
-        if commands.send((req.cmd, tx)).await.is_err() {
+        if pending_tx.send(p).await.is_err() {
             break;
         }
-        let resp = match rx.await {
-            Ok(Ok(v)) => api::Response::ok(req.req, v),
-            Ok(Err((code, msg))) => api::Response::err(req.req, &code, msg),
-            Err(_) => api::Response::err(req.req, "shutting_down", "the node is stopping"),
+    }
+    if !chunk.is_empty() {
+        let _ = commands.send((chunk, chunk_bytes)).await;
+    }
+    drop(pending_tx);
+    let _ = answers.await;
+    let _ = writer.await;
+}
+
+/// Waits for each answer in request order and queues it for writing; starts the event
+/// forwarder after the answer to `subscribe`.
+async fn answer(
+    mut pending: mpsc::Receiver<Pending>,
+    out: mpsc::Sender<String>,
+    events: crate::events::Hub,
+) {
+    let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    while let Some(p) = pending.recv().await {
+        let (resp, subscribe) = match p {
+            Pending::Now(r) => (r, false),
+            Pending::Exec { req, rx, subscribe } => match rx.await {
+                Ok(Ok(v)) => (api::Response::ok(req, v), subscribe),
+                Ok(Err((code, msg))) => (api::Response::err(req, &code, msg), false),
+                Err(_) => (
+                    api::Response::err(req, "shutting_down", "the node is stopping"),
+                    false,
+                ),
+            },
         };
-        if out_tx.send(line(&resp)).await.is_err() {
+        if out.send(line(&resp)).await.is_err() {
             break;
         }
-        if is_sub && forwarder.is_none() {
+        if subscribe && forwarder.is_none() {
             let mut rx = events.subscribe();
-            let out = out_tx.clone();
+            let out = out.clone();
             forwarder = Some(tokio::spawn(async move {
-                loop {
-                    let ev = match rx.recv().await {
-                        Ok(ev) => ev,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            api::Event::Lagged { missed: n }
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    let s = serde_json::to_string(&api::ServerLine::Event(ev)).unwrap_or_default();
+                while let Some(ev) = rx.recv().await {
+                    let s = serde_json::to_string(&ServerEvent { event: &ev }).unwrap_or_default();
                     if out.send(s).await.is_err() {
                         return;
                     }
@@ -438,8 +503,42 @@ async fn client(
     if let Some(f) = forwarder {
         f.abort();
     }
-    drop(out_tx);
-    let _ = writer.await;
+}
+
+/// An event line as [`api::ServerLine::Event`] writes it, without copying the shared event.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct ServerEvent<'a> {
+    event: &'a api::Event,
+}
+
+/// Writes lines to the client, joining those that are ready together into one write.
+async fn write_lines(mut wr: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::Receiver<String>) {
+    let mut buf = Vec::new();
+    while let Some(mut l) = rx.recv().await {
+        l.push('\n');
+        let Ok(next) = rx.try_recv() else {
+            if wr.write_all(l.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        buf.clear();
+        buf.extend_from_slice(l.as_bytes());
+        buf.extend_from_slice(next.as_bytes());
+        buf.push(b'\n');
+        while buf.len() < READ_BUF {
+            let Ok(l) = rx.try_recv() else { break };
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+        if buf.capacity() > 4 * READ_BUF {
+            buf = Vec::new(); // do not keep a buffer grown by one large answer
+        }
+    }
 }
 
 /// Reads and drops bytes up to and including the next LF. False at end of stream or error.

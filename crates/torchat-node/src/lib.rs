@@ -4,15 +4,19 @@
 //! connection table; it is the only place that reads the clock. Each connection has a reader
 //! task and a writer task with a bounded queue ([`MAX_PENDING_WRITES`] writes,
 //! [`MAX_PENDING_BYTES`] bytes; a peer that does not read is cut off); the line cap of the
-//! codec bounds what one connection can make us hold. Core records are written to the store in
-//! one transaction **before** the outputs that follow them are carried out, so a message is on
-//! disk before it is on the wire. Interfaces talk to the node only through the control API
-//! ([`torchat_api`]) on a Unix socket in the data directory.
+//! codec bounds what one connection can make us hold. The actor works in batches (group
+//! commit): it takes every input that is ready, up to [`MAX_BATCH_INPUTS`] inputs or
+//! [`MAX_BATCH_BYTES`] bytes, writes the core records of all of them in one transaction, and
+//! only then carries out the other outputs and answers the control requests of the batch, so a
+//! message is on disk before it is on the wire or acknowledged. Interfaces talk to the node
+//! only through the control API ([`torchat_api`]) on a Unix socket in the data directory;
+//! requests on one connection are pipelined.
 #![warn(missing_docs)]
 
 mod actor;
 mod control;
 mod convert;
+mod events;
 mod files;
 pub mod identity;
 mod persist;
@@ -21,12 +25,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand_core::SeedableRng;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use torchat_store::Store;
 use torchat_tor::{Transport, TransportEvent};
 use torchat_wire::{OnionId, Status};
 
-pub use actor::{MAX_PENDING_BYTES, MAX_PENDING_WRITES};
+pub use actor::{MAX_BATCH_BYTES, MAX_BATCH_INPUTS, MAX_PENDING_BYTES, MAX_PENDING_WRITES};
 pub use control::SOCKET;
 pub use files::{sanitize, FilesConfig};
 pub use identity::Identity;
@@ -112,12 +116,28 @@ pub async fn start(
     persist::restore(store.as_ref(), &mut core)?;
     let mut store = store;
     let files = files::Files::restore(cfg.files.clone(), store.as_mut(), &mut core)?;
-    let (events, _) = broadcast::channel(1024);
+    let events = events::Hub::default();
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (control_path, server) = control::serve(&cfg.data_dir, cmd_tx, events.clone()).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets, files);
-    let actor = tokio::spawn(a.run(transport_rx, cmd_rx, shutdown_rx));
+    // The actor blocks in SQLite commits (an fsync each), so it gets a thread of its own with a
+    // small runtime for its timers and channels; connection tasks run on the caller's runtime.
+    // (Its allocations also stay in one malloc arena instead of wandering between workers.)
+    let io = tokio::runtime::Handle::current();
+    let a = actor::Actor::new(core, store, transport, events, cfg.log_secrets, files, io);
+    let local = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("torchat-actor".into())
+        .spawn(move || {
+            local.block_on(a.run(transport_rx, cmd_rx, shutdown_rx));
+            let _ = done_tx.send(());
+        })?;
+    let actor = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
     tracing::info!(control = %control_path.display(), "node started");
     Ok(NodeHandle {
         control_path,

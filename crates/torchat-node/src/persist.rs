@@ -52,17 +52,46 @@ fn core_trust(t: st::Trust, claims: u32) -> Trust {
     }
 }
 
-/// The store operations for one core record. Needs the store to keep what a record does not
-/// carry (a buddy's last known profile).
-pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) -> Vec<Op> {
+/// A buddy's row as it will be once `pending` (operations not yet committed) is: the last
+/// pending upsert of it, else the stored row.
+pub(crate) fn buddy_row(store: &dyn Store, pending: &[Op], id: &OnionId) -> Option<st::Buddy> {
+    for op in pending.iter().rev() {
+        match op {
+            Op::UpsertBuddy(b) if b.id == *id => return Some(b.clone()),
+            Op::RemoveBuddy(r) if r == id => return None,
+            _ => {}
+        }
+    }
+    store.buddy(id).ok().flatten()
+}
+
+/// When a group was first stored, counting `pending` (operations not yet committed).
+fn group_created(store: &dyn Store, pending: &[Op], gid: &torchat_wire::GroupId) -> Option<u64> {
+    for op in pending.iter().rev() {
+        match op {
+            Op::UpsertGroup(g) if g.gid == *gid => return Some(g.created_at),
+            Op::RemoveGroup(g) if g == gid => return None,
+            _ => {}
+        }
+    }
+    store.group(gid).ok().flatten().map(|g| g.created_at)
+}
+
+/// The store operations for one core record. Needs the store, and the operations of the batch
+/// not yet committed (`pending`), to keep what a record does not carry (a buddy's last known
+/// profile, when a group was created).
+pub(crate) fn ops(
+    store: &dyn Store,
+    pending: &[Op],
+    me: &OnionId,
+    r: Record,
+    now: Timestamp,
+) -> Vec<Op> {
     let now = now.as_millis();
     match r {
         Record::Buddy { id, kind: k, alias } => {
-            let mut b = store
-                .buddy(&id)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| st::Buddy::new(id, kind(k)));
+            let mut b =
+                buddy_row(store, pending, &id).unwrap_or_else(|| st::Buddy::new(id, kind(k)));
             b.kind = kind(k);
             b.alias = alias;
             vec![Op::UpsertBuddy(b)]
@@ -112,11 +141,7 @@ pub(crate) fn ops(store: &dyn Store, me: &OnionId, r: Record, now: Timestamp) ->
                 GroupState::Joined => st::GroupState::Joined,
                 GroupState::Left => st::GroupState::Left,
             };
-            let created_at = store
-                .group(&gid)
-                .ok()
-                .flatten()
-                .map_or(now, |g| g.created_at);
+            let created_at = group_created(store, pending, &gid).unwrap_or(now);
             vec![Op::UpsertGroup(st::Group {
                 gid,
                 modes,
@@ -250,30 +275,12 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
         };
         node.restore_buddy_info(&b.id, info);
     }
-    // 1:1 messages that were never sent.
-    for conv in store.conversations()? {
-        let Conversation::Buddy(id) = &conv else {
-            continue;
-        };
-        let mut before = None;
-        let mut queued = vec![];
-        loop {
-            let page = store.history(&conv, before, 500)?;
-            let Some(first) = page.first() else { break };
-            before = Some(first.row);
-            for m in page.iter().rev() {
-                if m.msg.direction == Direction::Out && m.msg.delivery == Some(st::Delivery::Queued)
-                {
-                    queued.push(m.msg.clone());
-                }
-            }
-            if page.len() < 500 {
-                break;
-            }
-        }
-        for m in queued.into_iter().rev() {
-            let at = Timestamp::from_millis(m.timestamp);
-            node.restore_queued_at(core_msg_id(m.id), id.clone(), m.text, at);
+    // 1:1 messages that were never sent (an index finds them; the history is not read), with
+    // the time they were written (sent along to peers that take delayed messages).
+    for m in store.queued_messages()? {
+        if let Conversation::Buddy(id) = m.msg.conversation {
+            let at = Timestamp::from_millis(m.msg.timestamp);
+            node.restore_queued_at(core_msg_id(m.msg.id), id, m.msg.text, at);
         }
     }
     for g in store.groups()? {

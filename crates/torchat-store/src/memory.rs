@@ -1,13 +1,13 @@
 //! [`MemoryStore`]: the in-memory [`Store`], for tests and the simulator.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use torchat_wire::{GroupId, OnionId};
 
 use crate::op::validate_all;
 use crate::{
-    Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, QueuedPacket, Result,
-    RowId, Store, StoredMessage, Transfer,
+    Buddy, Claim, Conversation, Delivery, Direction, Error, Group, Member, MsgId, Op, OutboxEntry,
+    QueuedPacket, Result, RowId, Store, StoredMessage, Transfer,
 };
 
 /// A [`Store`] kept in memory: same semantics as [`SqliteStore`](crate::SqliteStore) (ordering,
@@ -18,6 +18,7 @@ use crate::{
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     state: State,
+    commits: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -218,6 +219,48 @@ impl State {
         self.messages.get_mut(row)
     }
 
+    /// Checks that `ops`, applied in order, will not fail (the only failures after validation
+    /// are references to a group or message that does not exist at that point), so that a
+    /// batch can be applied in place, all or nothing, without copying the state.
+    fn check(&self, ops: &[Op]) -> Result<()> {
+        // Groups created (true) or removed (false) earlier in the batch; messages inserted.
+        let mut groups: HashMap<&str, bool> = HashMap::new();
+        let mut messages: HashSet<MsgId> = HashSet::new();
+        let message = |messages: &HashSet<MsgId>, id: &MsgId| {
+            if messages.contains(id) || self.by_id.contains_key(id) {
+                Ok(())
+            } else {
+                Err(Error::UnknownMessage(*id))
+            }
+        };
+        for op in ops {
+            match op {
+                Op::UpsertGroup(g) => {
+                    groups.insert(g.gid.as_str(), true);
+                }
+                Op::RemoveGroup(gid) => {
+                    groups.insert(gid.as_str(), false);
+                }
+                Op::AddMember(m) => {
+                    let exists = groups
+                        .get(m.gid.as_str())
+                        .copied()
+                        .unwrap_or_else(|| self.groups.contains_key(m.gid.as_str()));
+                    if !exists {
+                        return Err(Error::UnknownGroup(m.gid.clone()));
+                    }
+                }
+                Op::InsertMessage(m) => {
+                    messages.insert(m.id);
+                }
+                Op::AddClaim(c) => message(&messages, &c.msg_id)?,
+                Op::OutboxAdd(e) => message(&messages, &e.msg_id)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn require_message(&self, id: &MsgId) -> Result<()> {
         if self.by_id.contains_key(id) {
             Ok(())
@@ -230,17 +273,18 @@ impl State {
 impl Store for MemoryStore {
     fn apply(&mut self, ops: &[Op]) -> Result<Vec<u64>> {
         validate_all(ops)?;
-        if let [op] = ops {
-            // A single op checks before it changes anything: no copy needed.
-            return Ok(vec![self.state.exec(op)?]);
-        }
-        let mut work = self.state.clone();
+        self.state.check(ops)?;
+        // Nothing below can fail now; an error here would be a bug in `check`.
         let out = ops
             .iter()
-            .map(|op| work.exec(op))
+            .map(|op| self.state.exec(op))
             .collect::<Result<Vec<u64>>>()?;
-        self.state = work;
+        self.commits += 1;
         Ok(out)
+    }
+
+    fn commits(&self) -> u64 {
+        self.commits
     }
 
     fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -323,6 +367,20 @@ impl Store for MemoryStore {
             .rev()
             .filter(|m| seen.insert(&m.msg.conversation))
             .map(|m| m.msg.conversation.clone())
+            .collect())
+    }
+
+    fn queued_messages(&self) -> Result<Vec<StoredMessage>> {
+        Ok(self
+            .state
+            .messages
+            .values()
+            .filter(|m| {
+                m.msg.delivery == Some(Delivery::Queued)
+                    && m.msg.direction == Direction::Out
+                    && matches!(m.msg.conversation, Conversation::Buddy(_))
+            })
+            .cloned()
             .collect())
     }
 

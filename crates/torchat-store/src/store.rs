@@ -44,8 +44,13 @@ pub trait Store: Send {
         before: Option<RowId>,
         limit: usize,
     ) -> Result<Vec<StoredMessage>>;
-    /// Every conversation that has messages, the one with the newest message first.
+    /// Every conversation that has messages, the one with the newest message first. Reads
+    /// every message: for tools, not for anything that runs often.
     fn conversations(&self) -> Result<Vec<Conversation>>;
+    /// Every outgoing 1:1 message still waiting to be sent (delivery [`Delivery::Queued`]),
+    /// oldest first: what a node puts back into its send queues at start. Its cost grows with
+    /// the number of queued messages, not with the length of the history.
+    fn queued_messages(&self) -> Result<Vec<StoredMessage>>;
     /// The claims on a message, ordered by `received_at`, then claimant.
     fn claims(&self, id: &MsgId) -> Result<Vec<Claim>>;
     /// Every queued packet, oldest first.
@@ -58,6 +63,13 @@ pub trait Store: Send {
     fn request_messages(&self) -> Result<Vec<crate::RequestMessage>>;
     /// The whole outbox, ordered by `created_at`, message id, destination.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
+    /// Write transactions committed since the store was opened (for the SQLite store each is
+    /// one `fsync` of its write-ahead log); for benchmarks and diagnostics.
+    fn commits(&self) -> u64 {
+        0
+    }
+    /// Gives back memory held for speed (caches) that is not needed now; for an idle node.
+    fn release_memory(&self) {}
     /// The entries due at `now` (`next_at <= now < expires_at`), in [`Store::outbox`] order.
     fn outbox_due(&self, now: u64) -> Result<Vec<OutboxEntry>> {
         Ok(self

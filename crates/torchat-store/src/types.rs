@@ -54,10 +54,15 @@ impl MsgId {
 
 impl fmt::Display for MsgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        // On the stack, without a formatting call per byte: ids are printed for every message
+        // a history page returns.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, x) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(x >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(x & 15)];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 

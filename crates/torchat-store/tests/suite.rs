@@ -23,7 +23,8 @@ macro_rules! suite {
                 claims_unique_per_message_and_claimant, claim_on_unknown_message_is_an_error,
                 outbox_lifecycle, outbox_needs_a_stored_message, batch_results,
                 batch_is_all_or_nothing, invalid_values_are_rejected, packet_queue_keeps_order,
-                transfers_roundtrip, requests_roundtrip);
+                queued_messages_are_the_unsent_outgoing_ones, batch_sees_its_own_earlier_ops,
+                commits_are_counted, transfers_roundtrip, requests_roundtrip);
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -459,6 +460,92 @@ mod cases {
         assert!(s.insert_message(msg_in(3, &a, "after")).unwrap());
         let row1 = s.message(&mid(1)).unwrap().unwrap().row;
         assert_eq!(s.message(&mid(3)).unwrap().unwrap().row.0, row1.0 + 1);
+    }
+
+    pub fn queued_messages_are_the_unsent_outgoing_ones(s: &mut dyn Store) {
+        let (a, b) = (oid('a'), oid('b'));
+        let out = |n: u64, to: &torchat_wire::OnionId, d: Delivery| {
+            let mut m = msg_in(n, to, &format!("out {n}"));
+            m.direction = Direction::Out;
+            m.sender = oid('z');
+            m.delivery = Some(d);
+            m
+        };
+        s.insert_message(out(1, &a, Delivery::Queued)).unwrap();
+        s.insert_message(out(2, &b, Delivery::Sent)).unwrap();
+        s.insert_message(msg_in(3, &a, "in")).unwrap();
+        s.insert_message(out(4, &b, Delivery::Queued)).unwrap();
+        // Our own group message is queued too, but it is not a 1:1 message.
+        let mut g = msg_group(5, &gid("g"), &oid('z'), "group");
+        g.direction = Direction::Out;
+        g.delivery = Some(Delivery::Queued);
+        s.insert_message(g).unwrap();
+        s.insert_message(out(6, &a, Delivery::Queued)).unwrap();
+        let ids = |s: &dyn Store| -> Vec<_> {
+            s.queued_messages()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.msg.id)
+                .collect()
+        };
+        assert_eq!(ids(s), [mid(1), mid(4), mid(6)]);
+        let first = &s.queued_messages().unwrap()[0];
+        assert_eq!(first.msg.text, b"out 1");
+        assert_eq!(first.msg.conversation, Conversation::Buddy(a.clone()));
+        s.update_delivery(&mid(4), Delivery::Sent).unwrap();
+        s.update_delivery(&mid(1), Delivery::Failed).unwrap();
+        assert_eq!(ids(s), [mid(6)]);
+    }
+
+    pub fn batch_sees_its_own_earlier_ops(s: &mut dyn Store) {
+        let a = oid('a');
+        // A message, a claim and an outbox entry on it, a group and a member of it: one batch.
+        let ops = [
+            Op::InsertMessage(msg_in(1, &a, "x")),
+            Op::AddClaim(Claim {
+                msg_id: mid(1),
+                claimant: a.clone(),
+                received_at: 5,
+            }),
+            Op::OutboxAdd(OutboxEntry::new(mid(1), a.clone(), 1, 2)),
+            Op::UpsertGroup(group(&gid("g"), GroupState::Joined)),
+            Op::AddMember(Member {
+                gid: gid("g"),
+                id: a.clone(),
+                added_at: 1,
+            }),
+        ];
+        assert_eq!(s.apply(&ops).unwrap(), [1, 1, 1, 1, 1]);
+        // A member of a group removed earlier in the same batch is refused, and nothing of
+        // the batch stays.
+        let before = dump(s, &[gid("g")]);
+        let ops = [
+            Op::InsertMessage(msg_in(2, &a, "y")),
+            Op::RemoveGroup(gid("g")),
+            Op::AddMember(Member {
+                gid: gid("g"),
+                id: oid('b'),
+                added_at: 1,
+            }),
+        ];
+        assert!(matches!(s.apply(&ops), Err(Error::UnknownGroup(_))));
+        assert_eq!(dump(s, &[gid("g")]), before);
+    }
+
+    pub fn commits_are_counted(s: &mut dyn Store) {
+        let a = oid('a');
+        let c0 = s.commits();
+        s.insert_message(msg_in(1, &a, "x")).unwrap();
+        let ops = [
+            Op::InsertMessage(msg_in(2, &a, "y")),
+            Op::InsertMessage(msg_in(3, &a, "z")),
+        ];
+        s.apply(&ops).unwrap();
+        assert_eq!(s.commits(), c0 + 2);
+        // A failed batch commits nothing.
+        let bad = [Op::OutboxAdd(OutboxEntry::new(mid(99), a.clone(), 1, 2))];
+        assert!(s.apply(&bad).is_err());
+        assert_eq!(s.commits(), c0 + 2);
     }
 
     pub fn invalid_values_are_rejected(s: &mut dyn Store) {

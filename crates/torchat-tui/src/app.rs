@@ -537,11 +537,43 @@ impl App {
         );
     }
 
+    /// Moves a conversation's window back to its newest page (after it was paged back past
+    /// [`crate::model::MAX_MESSAGES`]): the window is emptied and the newest page read.
+    fn jump_to_latest(&mut self, key: &str) {
+        let Some(conv) = self.convs.get_mut(key) else {
+            return;
+        };
+        if !conv.newer || conv.loading {
+            return;
+        }
+        conv.messages.clear();
+        conv.newer = false;
+        conv.scroll = 0;
+        conv.loaded = true;
+        conv.loading = true;
+        if let Mode::Browse { .. } = self.mode {
+            self.mode = Mode::Normal;
+        }
+        self.call(
+            Command::History {
+                with: key.to_owned(),
+                limit: Some(PAGE),
+                before: None,
+            },
+            Pending::History {
+                with: key.to_owned(),
+                older: false,
+            },
+        );
+    }
+
     fn refresh_tail(&mut self, key: &str) {
         let Some(conv) = self.convs.get_mut(key) else {
             return;
         };
-        if !conv.loaded || conv.loading {
+        // A window paged back in time is not topped up (that would leave a gap); the newest
+        // page is read when it returns to the end.
+        if !conv.loaded || conv.loading || conv.newer {
             return;
         }
         conv.loading = true;
@@ -760,6 +792,9 @@ impl App {
         if lines > 0 && want >= max as isize {
             self.load_older();
         }
+        if lines < 0 && want <= 0 {
+            self.jump_to_latest(&key);
+        }
     }
 
     fn browse(&mut self) {
@@ -803,6 +838,19 @@ impl App {
                     self.load_older();
                 }
                 moved(-1)
+            }
+            KeyCode::Down
+            | KeyCode::Char('j')
+            | KeyCode::PageDown
+            | KeyCode::End
+            | KeyCode::Char('G')
+                if selected == n - 1 =>
+            {
+                // At the end of a window paged back in time: back to the newest messages.
+                if let Some(key) = self.current_key().map(str::to_owned) {
+                    self.jump_to_latest(&key);
+                }
+                return;
             }
             KeyCode::Down | KeyCode::Char('j') => moved(1),
             KeyCode::PageUp => moved(-10),
@@ -1344,22 +1392,48 @@ impl App {
     }
 
     fn apply_history(&mut self, with: &str, page: &[api::Message], older: bool) {
+        let of = self.groups.get(with).map(|g| g.members.len() as u32);
+        let page: Vec<(ChatMessage, usize)> = page
+            .iter()
+            .map(|m| {
+                let mut cm = ChatMessage::from_api(m);
+                if let (Some(Delivery::Delivered { of: o, .. }), Some(n)) = (&mut cm.delivery, of) {
+                    *o = Some(n);
+                }
+                let h = if older { self.message_height(&cm) } else { 0 };
+                (cm, h)
+            })
+            .collect();
+        let before = if older { self.content_height(with) } else { 0 };
         let conv = self.convs.entry(with.to_owned()).or_default();
         conv.loading = false;
         conv.loaded = true;
         if older || conv.messages.iter().all(|m| m.notice) {
             conv.more = page.len() >= PAGE;
         }
-        let of = self.groups.get(with).map(|g| g.members.len() as u32);
-        for m in page {
-            let mut cm = ChatMessage::from_api(m);
-            if let (Some(Delivery::Delivered { of: o, .. }), Some(n)) = (&mut cm.delivery, of) {
-                *o = Some(n);
+        let mut added = 0;
+        for (cm, h) in page {
+            if conv.merge(cm) {
+                added += h;
             }
-            conv.merge(cm);
+        }
+        if older {
+            // An older page can push the newest messages out of the window: the lines they
+            // took below the view go, so the view stays where it was.
+            let removed = (before + added).saturating_sub(self.content_height(with));
+            if let Some(conv) = self.convs.get_mut(with) {
+                conv.scroll = conv.scroll.saturating_sub(removed);
+            }
         }
         self.apply_early(with);
         self.fix_scroll();
+    }
+
+    /// Lines a conversation's loaded messages take.
+    fn content_height(&self, key: &str) -> usize {
+        self.convs.get(key).map_or(0, |c| {
+            c.messages.iter().map(|m| self.message_height(m)).sum()
+        })
     }
 
     /// A time for a message we just sent or a notice: the clock, or the newest message's time.

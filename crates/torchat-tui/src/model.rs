@@ -462,14 +462,19 @@ pub struct Conversation {
     pub loading: bool,
     /// Older messages may exist in the store.
     pub more: bool,
+    /// Newer messages exist in the store than the window holds (it was moved back in time
+    /// past [`MAX_MESSAGES`]); going down past its end reloads the newest page.
+    pub newer: bool,
     /// Messages that arrived while it was not shown.
     pub unread: usize,
     /// Lines scrolled up from the bottom (0 follows new messages).
     pub scroll: usize,
 }
 
-/// Most messages kept per conversation; older ones are re-read from the store when needed.
-pub const MAX_MESSAGES: usize = 5000;
+/// Most messages kept per conversation: a window over the history, read a page at a time.
+/// Paging back past it drops the newest end (re-read when going back down), new messages drop
+/// the oldest end; a conversation is never loaded whole.
+pub const MAX_MESSAGES: usize = 2000;
 
 impl Conversation {
     /// Index of a message by id.
@@ -512,11 +517,22 @@ impl Conversation {
         }
         // Insert after every message at or before its time (stable for equal times).
         let pos = self.messages.partition_point(|x| x.at <= m.at);
+        if self.newer && pos == self.messages.len() {
+            // Newer than the window while the messages between are not loaded: it is shown
+            // when the window returns to the newest end.
+            return false;
+        }
         self.messages.insert(pos, m);
         if self.messages.len() > MAX_MESSAGES {
-            let extra = self.messages.len() - MAX_MESSAGES;
-            self.messages.drain(..extra);
-            self.more = true;
+            if pos < self.messages.len() / 2 {
+                // Paging back: the newest end goes.
+                self.messages.truncate(MAX_MESSAGES);
+                self.newer = true;
+            } else {
+                let extra = self.messages.len() - MAX_MESSAGES;
+                self.messages.drain(..extra);
+                self.more = true;
+            }
         }
         true
     }
@@ -587,6 +603,46 @@ mod tests {
         let ids: Vec<_> = c.messages.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(c.oldest_row(), Some(7));
+    }
+
+    #[test]
+    fn the_window_keeps_its_size_and_drops_the_far_end() {
+        let m = |n: u64| ChatMessage {
+            row: n,
+            id: format!("m{n}"),
+            sender: "x".into(),
+            outgoing: false,
+            text: String::new(),
+            at: n,
+            delivery: None,
+            trust: None,
+            claimants: vec![],
+            notice: false,
+        };
+        let mut c = Conversation::default();
+        let top = 10 * MAX_MESSAGES as u64;
+        for n in top - MAX_MESSAGES as u64..top {
+            c.merge(m(n));
+        }
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        // Paging back: older pages push out the newest messages, not themselves.
+        for n in (top - MAX_MESSAGES as u64 - 100..top - MAX_MESSAGES as u64).rev() {
+            assert!(c.merge(m(n)));
+        }
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        assert_eq!(c.oldest_row(), Some(top - MAX_MESSAGES as u64 - 100));
+        assert!(c.newer);
+        // While newer messages are missing, a new one is not appended after the gap.
+        assert!(!c.merge(m(top + 1)));
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        // At the newest end, new messages push out the oldest.
+        let mut c = Conversation::default();
+        for n in 0..MAX_MESSAGES as u64 + 10 {
+            c.merge(m(n));
+        }
+        assert_eq!(c.messages.len(), MAX_MESSAGES);
+        assert_eq!(c.oldest_row(), Some(10));
+        assert!(c.more && !c.newer);
     }
 
     #[test]

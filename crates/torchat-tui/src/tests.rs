@@ -988,3 +988,76 @@ fn file_offers_are_announced_accepted_and_shown_with_progress() {
         [Command::FileCancel { file: 3 }]
     );
 }
+
+#[test]
+fn paging_back_through_a_long_history_keeps_a_window_and_comes_back() {
+    use crate::model::MAX_MESSAGES;
+    let mut app = started();
+    let top: u64 = 1_000_000;
+    // A node with a million messages from bob, rows 1..=top, paged with `before`.
+    let node_with_history = |cmd: &Command| -> Value {
+        match cmd {
+            Command::History { before, limit, .. } => {
+                let end = before.unwrap_or(top + 1);
+                let n = limit.unwrap_or(50) as u64;
+                let rows: Vec<Value> = (end.saturating_sub(n).max(1)..end)
+                    .map(|r| {
+                        json!({"row": r, "id": format!("m{r}"), "conversation": BOB,
+                               "sender": BOB, "direction": "in", "text": format!("line {r}"),
+                               "at": T0 + r, "delivery": null, "trust": null})
+                    })
+                    .collect();
+                Value::Array(rows)
+            }
+            other => node(other),
+        }
+    };
+    let a = select(&mut app, Target::Buddy(BOB.into()));
+    answer(&mut app, a, &node_with_history);
+    // Page back well past the window's size.
+    let pages = MAX_MESSAGES / PAGE + 10;
+    let mut befores = vec![];
+    for _ in 0..20 * pages {
+        let a = app.handle(key(KeyCode::PageUp));
+        for (_, c) in calls(&a) {
+            if let Command::History {
+                before: Some(b), ..
+            } = c
+            {
+                befores.push(b);
+            }
+        }
+        answer(&mut app, a, &node_with_history);
+        if befores.len() >= pages {
+            break;
+        }
+    }
+    // Each page asked for is older than the last: paging back never stalls at the window's
+    // size, and the window never holds more than its size.
+    assert_eq!(befores.len(), pages);
+    assert!(befores.windows(2).all(|w| w[1] < w[0]), "{befores:?}");
+    let conv = &app.convs[BOB];
+    assert!(conv.messages.len() <= MAX_MESSAGES);
+    assert!(conv.newer);
+    assert!(screen(&app).contains("more lines (PgDn)"));
+    // All the way down again: the newest page is read afresh and shown alone.
+    let mut latest = false;
+    for _ in 0..20 * pages {
+        let a = app.handle(key(KeyCode::PageDown));
+        for (_, c) in calls(&a) {
+            if matches!(c, Command::History { before: None, .. }) {
+                latest = true;
+            }
+        }
+        answer(&mut app, a, &node_with_history);
+        if latest {
+            break;
+        }
+    }
+    assert!(latest);
+    let conv = &app.convs[BOB];
+    assert!(!conv.newer);
+    assert_eq!(conv.messages.len(), PAGE);
+    assert_eq!(conv.messages.last().unwrap().row, top);
+    assert!(screen(&app).contains(&format!("line {top}")));
+}

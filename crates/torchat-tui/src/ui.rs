@@ -495,6 +495,11 @@ fn draw_conversation(
             )
             .right_aligned(),
         );
+    } else if conv.is_some_and(|c| c.newer) {
+        block = block.title_bottom(
+            Line::styled(" ↓ newer messages (PgDn) ", Style::new().fg(Color::Yellow))
+                .right_aligned(),
+        );
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);

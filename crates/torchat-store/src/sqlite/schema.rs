@@ -127,6 +127,38 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX request_messages_by_peer ON request_messages (peer);
     ",
+    // 4 -> 5: `messages` rebuilt with the same columns and rows; only its CHECKs change, to
+    // equivalent ones without `IN` lists of more than two values (SQLite evaluates those by
+    // building a temporary table on every insert and update, the largest cost of an insert).
+    // Plus an index for the queued outgoing messages, read at start without the history.
+    // (Foreign keys are off while migrating; `migrate` checks them before committing.)
+    "
+    CREATE TABLE messages_v5 (
+        seq        INTEGER PRIMARY KEY,
+        msg_id     BLOB NOT NULL UNIQUE CHECK (length(msg_id) = 16),
+        conv_kind  TEXT NOT NULL CHECK (conv_kind IN ('buddy', 'group')),
+        conv       TEXT NOT NULL,
+        direction  TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        sender     TEXT NOT NULL,
+        text       BLOB NOT NULL,
+        ts         INTEGER NOT NULL,
+        delivery   TEXT CHECK (delivery = 'queued' OR delivery = 'sent'
+                               OR delivery = 'delivered' OR delivery = 'failed'),
+        delivery_k INTEGER NOT NULL DEFAULT 0,
+        trust      TEXT CHECK (trust = 'direct' OR trust = 'relayed' OR trust = 'signed'
+                               OR trust = 'unconfirmed' OR trust = 'own'),
+        trust_k    INTEGER NOT NULL DEFAULT 0,
+        trust_n    INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO messages_v5 (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
+                             delivery, delivery_k, trust, trust_k, trust_n)
+        SELECT seq, msg_id, conv_kind, conv, direction, sender, text, ts,
+               delivery, delivery_k, trust, trust_k, trust_n FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v5 RENAME TO messages;
+    CREATE INDEX messages_by_conversation ON messages (conv_kind, conv, seq);
+    CREATE INDEX messages_queued ON messages (seq) WHERE delivery = 'queued';
+    ",
 ];
 
 /// The schema version this code writes.
@@ -153,7 +185,21 @@ fn known(migrations: &[&str]) -> u32 {
 }
 
 /// Applies the migrations the file lacks, all in one transaction, and returns the version.
+///
+/// Foreign keys are off while migrating (as SQLite's procedure for rebuilding a table asks:
+/// a table others refer to can then be dropped and replaced) and checked before the commit; a
+/// violation rolls everything back. They are on again afterwards if they were before.
 pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<u32> {
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
+    let r = migrate_in_tx(conn, migrations);
+    if fk != 0 {
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    }
+    r
+}
+
+fn migrate_in_tx(conn: &mut Connection, migrations: &[&str]) -> Result<u32> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = check_not_newer(&tx, migrations)?;
     let start = usize::try_from(found).unwrap_or(usize::MAX);
@@ -164,6 +210,15 @@ pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<u32>
             "user_version",
             i64::try_from(i + 1).unwrap_or(i64::MAX),
         )?;
+    }
+    let violations: i64 =
+        tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })?;
+    if violations > 0 {
+        return Err(Error::Corrupt(format!(
+            "{violations} foreign key violations after migrating"
+        )));
     }
     tx.commit()?;
     Ok(known(migrations))
@@ -227,6 +282,113 @@ mod tests {
         assert!(matches!(err, Error::NewerSchema { found: 3, known: 1 }));
         assert!(check_not_newer(&conn, &FAKE[..2]).is_err());
         assert_eq!(check_not_newer(&conn, FAKE).unwrap(), 3);
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        rows.join("; ")
+    }
+
+    /// The VDBE opcodes of a statement (its `?N` parameters as NULL).
+    fn opcodes(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut sql = sql.to_owned();
+        for i in (1..=12).rev() {
+            sql = sql.replace(&format!("?{i}"), "NULL");
+        }
+        let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        rows
+    }
+
+    #[test]
+    fn version_3_data_survives_the_messages_rebuild() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        migrate(&mut conn, &MIGRATIONS[..3]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (seq, msg_id, conv_kind, conv, direction, sender, text, ts,
+                                   delivery, delivery_k, trust, trust_k, trust_n)
+             VALUES (7, x'000102030405060708090a0b0c0d0e0f', 'buddy', 'b', 'out', 'me', x'6869',
+                     5, 'queued', 0, NULL, 0, 0),
+                    (9, x'100102030405060708090a0b0c0d0e0f', 'group', 'g', 'in', 's', x'6869',
+                     6, NULL, 0, 'relayed', 2, 3);
+             INSERT INTO claims VALUES (x'100102030405060708090a0b0c0d0e0f', 'c', 8);
+             INSERT INTO outbox VALUES (x'000102030405060708090a0b0c0d0e0f', 'b', 1, 2, 0, 1);",
+        )
+        .unwrap();
+        let dump = |c: &Connection| -> Vec<String> {
+            let mut st = c
+                .prepare("SELECT quote(seq) || quote(msg_id) || conv_kind || conv || direction || sender || quote(text) || ts || ifnull(delivery, '-') || delivery_k || ifnull(trust, '-') || trust_k || trust_n FROM messages ORDER BY seq")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<std::result::Result<Vec<String>, _>>()
+                .unwrap()
+        };
+        let before = dump(&conn);
+        assert_eq!(migrate(&mut conn, MIGRATIONS).unwrap(), SCHEMA_VERSION);
+        assert_eq!(dump(&conn), before);
+        assert_eq!(count(&conn, "SELECT count(*) FROM claims"), 1);
+        assert_eq!(count(&conn, "SELECT count(*) FROM outbox"), 1);
+        // Foreign keys are on again and still point at `messages`.
+        assert_eq!(count(&conn, "PRAGMA foreign_keys"), 1);
+        assert!(conn
+            .execute_batch("INSERT INTO claims VALUES (x'ff', 'c', 8);")
+            .is_err());
+        // The rewritten CHECKs still refuse what the old ones refused.
+        for bad in [
+            "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts, delivery)
+             VALUES (x'200102030405060708090a0b0c0d0e0f', 'buddy', 'b', 'out', 'me', x'', 1, 'lost')",
+            "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts, trust)
+             VALUES (x'200102030405060708090a0b0c0d0e0f', 'group', 'g', 'in', 's', x'', 1, 'maybe')",
+            "UPDATE messages SET delivery = 'gone' WHERE seq = 7",
+        ] {
+            assert!(conn.execute_batch(bad).is_err(), "{bad}");
+        }
+        // New rows continue after the old ones.
+        conn.execute_batch(
+            "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts)
+             VALUES (x'300102030405060708090a0b0c0d0e0f', 'buddy', 'b', 'in', 'b', x'', 1)",
+        )
+        .unwrap();
+        assert_eq!(count(&conn, "SELECT max(seq) FROM messages"), 10);
+    }
+
+    #[test]
+    fn hot_statements_use_indexes_and_no_temporary_tables() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        let insert = "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts,
+                        delivery, delivery_k, trust, trust_k, trust_n)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                      ON CONFLICT (msg_id) DO NOTHING";
+        let update = "UPDATE messages SET trust = ?2, trust_k = ?3, trust_n = ?4 WHERE msg_id = ?1";
+        for sql in [insert, update] {
+            let ops = opcodes(&conn, sql);
+            assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{sql}: {ops:?}");
+        }
+        let history = plan(
+            &conn,
+            "SELECT seq FROM messages WHERE conv_kind = 'buddy' AND conv = 'b' AND seq < 5
+             ORDER BY seq DESC LIMIT 50",
+        );
+        assert!(history.contains("messages_by_conversation"), "{history}");
+        let queued = plan(
+            &conn,
+            "SELECT seq FROM messages INDEXED BY messages_queued
+             WHERE delivery = 'queued' AND direction = 'out' AND conv_kind = 'buddy' ORDER BY seq",
+        );
+        assert!(queued.contains("messages_queued"), "{queued}");
+        assert!(!queued.contains("TEMP B-TREE"), "{queued}");
     }
 
     #[test]
