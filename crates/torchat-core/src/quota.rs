@@ -47,8 +47,10 @@ impl RateLimit {
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// Chat lines (`message`, group messages and echoes, delayed messages) from a buddy or a
-    /// member of a group we are in. 2000 at once covers a buddy flushing a full offline queue
-    /// (1000) and a group outbox; then 50 a second, far above anyone typing.
+    /// member of a group we are in. A ceiling, not a throttle: 100 000 at once, then 100 000 a
+    /// second, about what a node can store, so a buddy's or a bot's burst is never cut (the
+    /// legacy protocol cannot say "slow down", and a dropped line would be lost for good); it
+    /// only bounds the work one peer can make. Strangers have their own, tight limit.
     pub chat_rate: RateLimit,
     /// Chat lines from a stranger (held in the request inbox, which has its own caps): a few
     /// lines to introduce oneself, then one a second.
@@ -97,7 +99,7 @@ pub struct GuardConfig {
 impl Default for GuardConfig {
     fn default() -> Self {
         GuardConfig {
-            chat_rate: RateLimit::new(2000, Duration::from_millis(20)),
+            chat_rate: RateLimit::new(100_000, Duration::from_micros(10)),
             stranger_chat_rate: RateLimit::new(10, Duration::from_secs(1)),
             control_rate: RateLimit::new(1000, Duration::from_millis(50)),
             offer_rate: RateLimit::new(16, Duration::from_secs(2)),

@@ -67,8 +67,7 @@ struct Harness {
 fn other_core(seed: u64) -> torchat_core::Node {
     use rand_core::SeedableRng;
     let mut cfg = torchat_core::Config::new(id("other"));
-    cfg.guard.stranger_chat_rate =
-        torchat_core::RateLimit::new(10_000, Duration::from_millis(1));
+    cfg.guard.stranger_chat_rate = torchat_core::RateLimit::new(10_000, Duration::from_millis(1));
     torchat_core::Node::new(cfg, Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(seed)))
 }
 

@@ -242,7 +242,13 @@ fn the_request_inbox_is_bounded_in_total_and_in_requests() {
 
 #[test]
 fn a_buddy_over_the_chat_rate_has_the_excess_dropped_then_recovers() {
-    let mut s = Script::new("us");
+    // The default ceiling is far above this test's scale: a burst of 2000, then 50 a second.
+    let mut cfg = torchat_core::Config::new(id("us"));
+    cfg.guard.chat_rate = torchat_core::RateLimit::new(2000, Duration::from_millis(20));
+    let rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(42);
+    let mut node = torchat_core::Node::new(cfg, Box::new(rng));
+    node.start(Timestamp::from_millis(T0));
+    let mut s = Script::with_node(node);
     let bob = id("bob");
     let now = s.now;
     s.node.add_buddy(bob.clone(), None, now).unwrap();

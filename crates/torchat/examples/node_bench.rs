@@ -1129,6 +1129,7 @@ fn history(o: &Opts) {
                     timestamp: 1_700_000_000_000 + i as u64,
                     delivery: out.then_some(torchat_store::Delivery::Sent),
                     trust: None,
+                    sync: None,
                 }));
                 i += 1;
             }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use torchat_api::display::{line, text};
-use torchat_api::{Buddy, ContactRequest, Event, Group, Message, Trust};
+use torchat_api::{Buddy, ContactRequest, Event, Group, Message};
 
 use crate::Cmd;
 
