@@ -117,10 +117,7 @@ impl Node {
         written: Option<Timestamp>,
         now: Timestamp,
     ) {
-        let noted = self
-            .dsync
-            .get_mut(to)
-            .and_then(|d| d.queued_at.remove(&id));
+        let noted = self.dsync.get_mut(to).and_then(|d| d.queued_at.remove(&id));
         let at = written.or(noted).unwrap_or(now);
         self.send_direct(out, to, id, text, at, true);
     }
@@ -154,13 +151,23 @@ impl Node {
             return;
         }
         let id = local_id(from, &wire);
-        let max = self.cfg.max_received_ids_per_buddy.max(1);
         let delay = self.cfg.sync_ack_delay;
         let seen = self
             .dsync
             .get(from)
             .is_some_and(|d| d.received_set.contains(&id));
-        if !seen {
+        if !seen && self.is_stranger(from) {
+            // A stranger's message waits in its contact request, like a plain `message`
+            // (acknowledged all the same: it is stored, and the user decides).
+            let at = Timestamp::from_millis(time);
+            let at = if at > now || now.since(at) > self.cfg.guard.max_delay {
+                now
+            } else {
+                at
+            };
+            self.hold_message(from, text, at, now);
+            self.note_received(from, id);
+        } else if !seen {
             // Its original time, unless that lies in our future.
             let at = Timestamp::from_millis(time.min(now.as_millis()));
             self.persist(Record::MessageIn {
@@ -175,14 +182,7 @@ impl Node {
                 text,
                 at,
             });
-            let d = self.dsync(from);
-            d.received.push_back(id);
-            d.received_set.insert(id);
-            while d.received.len() > max {
-                if let Some(old) = d.received.pop_front() {
-                    d.received_set.remove(&old);
-                }
-            }
+            self.note_received(from, id);
         }
         // Acknowledged after it is stored (the shell persists before it writes).
         let d = self.dsync(from);
@@ -190,6 +190,20 @@ impl Node {
             d.acks.push(wire);
         }
         d.ack_due.get_or_insert(now + delay);
+    }
+
+    /// Remembers that the message with local id `id` from `from` is stored (a retransmission
+    /// of it is not shown again).
+    fn note_received(&mut self, from: &OnionId, id: MsgId) {
+        let max = self.cfg.max_received_ids_per_buddy.max(1);
+        let d = self.dsync(from);
+        d.received.push_back(id);
+        d.received_set.insert(id);
+        while d.received.len() > max {
+            if let Some(old) = d.received.pop_front() {
+                d.received_set.remove(&old);
+            }
+        }
     }
 
     /// `sync_ack` from a buddy: those messages are stored there.
