@@ -284,6 +284,9 @@ pub struct ProtocolConfig {
     /// Group history kept, and served to members catching up, in days (default 30; 0: for
     /// ever). Older group messages are deleted when the daemon starts.
     pub group_history_days: Option<u64>,
+    /// Announce and speak our extension `torchat_sync` (default true). Off, the node talks to
+    /// other torchat nodes as a seed-only member would (for comparisons and interop tests).
+    pub sync: Option<bool>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/torchat` or `~/.local/share/torchat`.
