@@ -578,39 +578,9 @@ pub struct Transfer {
     pub eta_secs: Option<u64>,
 }
 
-/// Trust of a group message as data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Trust {
-    /// Received from the speaker.
-    Direct {
-        /// Members who relayed it as well.
-        confirmations: u32,
-    },
-    /// Relayed only: k of n members vouch.
-    Relayed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only, but with the speaker's valid signature: authentic.
-    Signed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only while the speaker was connected: possibly forged.
-    Unconfirmed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Ours.
-    Own,
-}
+/// Trust of a group message as data: the core's one definition, serialised as
+/// `{"kind": "relayed", "k": 8, "n": 10}` (and its label with [`Trust::label`]).
+pub use torchat_core::Trust;
 
 /// A line sent by the node: a response or an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -625,6 +595,33 @@ pub enum ServerLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_serialises_as_documented() {
+        let cases = [
+            (
+                Trust::Direct { confirmations: 2 },
+                r#"{"kind":"direct","confirmations":2}"#,
+            ),
+            (
+                Trust::Relayed { k: 2, n: 3 },
+                r#"{"kind":"relayed","k":2,"n":3}"#,
+            ),
+            (
+                Trust::Signed { k: 1, n: 3 },
+                r#"{"kind":"signed","k":1,"n":3}"#,
+            ),
+            (
+                Trust::Unconfirmed { k: 1, n: 3 },
+                r#"{"kind":"unconfirmed","k":1,"n":3}"#,
+            ),
+            (Trust::Own, r#"{"kind":"own"}"#),
+        ];
+        for (t, json) in cases {
+            assert_eq!(serde_json::to_string(&t).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Trust>(json).unwrap(), t);
+        }
+    }
 
     #[test]
     fn requests_parse_from_documented_json() {

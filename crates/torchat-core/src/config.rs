@@ -99,6 +99,53 @@ pub struct Config {
     pub max_outbox_bytes: usize,
     /// Messages per group remembered for matching relayed copies and late direct copies.
     pub max_tracked_messages: usize,
+    /// Announce and use our extension `torchat_sync` (sequence numbers, acknowledged delivery,
+    /// catch-up from any member, digests instead of full echoes) with peers that announce it
+    /// too. Off: we behave as a seed-only member (tests, comparisons).
+    pub sync: bool,
+    /// Sync: how long an acknowledgement or a digest may wait to be batched with later ones
+    /// (one per peer per group per window, so a burst is acknowledged once).
+    pub sync_ack_delay: Duration,
+    /// Sync: anti-entropy period. A member sends its ring neighbours what changed since it
+    /// last told them, this often, besides the event-driven digests (session start, pulled
+    /// copies, a speaker's session ending, requests to relay). A safety net, so it is rare:
+    /// in a busy group of 100 each round costs about 1 % of the message traffic at 10
+    /// messages a minute (docs/sim/sync.md).
+    pub sync_interval: Duration,
+    /// Sync: messages per `groupchat_sync_want` (one page).
+    pub sync_page: u64,
+    /// Sync: bytes of copies sent in answer to one want, at most (the rest is asked again).
+    pub sync_page_bytes: usize,
+    /// Sync: wants outstanding to one peer (per group), and in all (per group).
+    pub sync_wants_per_peer: usize,
+    /// Sync: see `sync_wants_per_peer`.
+    pub sync_wants_total: usize,
+    /// Sync: a want not answered in this time is dropped and asked again, maybe elsewhere.
+    pub sync_want_timeout: Duration,
+    /// Sync: wants of one peer being served from storage at once; more are ignored.
+    pub sync_loads_per_peer: usize,
+    /// Sync: wants of one peer answered per minute and group (a catch-up of 1000 messages
+    /// needs 10); more are ignored until the minute has passed.
+    pub sync_wants_per_minute: usize,
+    /// Sync: recent full copies kept in memory per group to answer wants without storage…
+    pub sync_cache: usize,
+    /// …and at most this many bytes of their texts.
+    pub sync_cache_bytes: usize,
+    /// Sync: own messages whose delivery is tracked per group (older ones keep the last
+    /// count stored).
+    pub sync_tracked_own: usize,
+    /// Sync: gaps (ranges held above the contiguous part) kept per speaker; copies that would
+    /// need more wait to be pulled in order.
+    pub sync_max_gaps: usize,
+    /// Group history kept (and served for catch-up) this long; the shell prunes older group
+    /// messages from storage. `None`: kept for ever.
+    pub group_history_retention: Option<Duration>,
+    /// 1:1 with `torchat_sync` peers: messages sent and not yet acknowledged, per buddy,
+    /// retransmitted when it comes back (older ones stay `sent`).
+    pub max_unacked_per_buddy: usize,
+    /// 1:1 with `torchat_sync` peers: ids of received messages remembered per buddy, so a
+    /// retransmission is not shown twice.
+    pub max_received_ids_per_buddy: usize,
     /// File transfer limits and timings.
     pub files: crate::file::FileConfig,
     /// Quotas and rate limits per peer, the contact-request inbox, pending invites.
@@ -147,6 +194,23 @@ impl Config {
             max_outbox_per_member: 1000,
             max_outbox_bytes: 32 * 1024 * 1024,
             max_tracked_messages: 2000,
+            sync: true,
+            sync_ack_delay: Duration::from_millis(200),
+            sync_interval: Duration::from_secs(600),
+            sync_page: 100,
+            sync_page_bytes: 256 * 1024,
+            sync_wants_per_peer: 2,
+            sync_wants_total: 8,
+            sync_want_timeout: Duration::from_secs(60),
+            sync_loads_per_peer: 2,
+            sync_wants_per_minute: 120,
+            sync_cache: 2000,
+            sync_cache_bytes: 4 * 1024 * 1024,
+            sync_tracked_own: 10_000,
+            sync_max_gaps: 64,
+            group_history_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            max_unacked_per_buddy: 4096,
+            max_received_ids_per_buddy: 4096,
             files: crate::file::FileConfig::default(),
             guard: crate::quota::GuardConfig::default(),
         }

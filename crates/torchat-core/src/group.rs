@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use torchat_wire::{GroupId, OnionId, Packet};
 
 use crate::node::Node;
-use crate::redundancy::{Engine, Outcome, Slot};
+use crate::redundancy::{sync_msgid, Copy, Engine, Outcome, Slot};
 use crate::time::Timestamp;
 use crate::types::{
     BuddyKind, CommandError, Event, GroupState, GroupView, MemberChange, MsgId, OutboxEntry,
-    Record, Trust,
+    Record, SyncCopy, Trust,
 };
 
 /// The invite mode that turns relaying off.
@@ -38,7 +38,7 @@ fn signed_bytes(gid: &GroupId, sender: &OnionId, msgid: &[u8; 16], text: &[u8]) 
 }
 
 /// Signs a group message with our onion service key (the ed25519 seed).
-fn sign_message(
+pub(crate) fn sign_message(
     seed: &[u8; 32],
     gid: &GroupId,
     me: &OnionId,
@@ -51,7 +51,7 @@ fn sign_message(
 }
 
 /// Checks a speaker's signature against its v3 onion id (the id *is* the public key).
-fn verify_signed(
+pub(crate) fn verify_signed(
     gid: &GroupId,
     sender: &OnionId,
     msgid: &[u8; 16],
@@ -81,10 +81,13 @@ pub(crate) struct Check {
     already_member: bool,
 }
 
-/// An own message and who has it.
+/// An own message: who it was written to, how many hold it.
 #[derive(Debug, Clone)]
 struct OwnMessage {
-    delivered: BTreeSet<OnionId>,
+    /// Members it was written to (sent, not necessarily delivered).
+    written: BTreeSet<OnionId>,
+    /// Members known to hold it (acknowledged, extension `torchat_sync`).
+    delivered: u32,
     of: u32,
 }
 
@@ -100,8 +103,10 @@ pub(crate) struct Group {
     /// Inviter side: ids we invited, waiting for their join.
     pub invited: BTreeMap<OnionId, Timestamp>,
     checks: BTreeMap<OnionId, Check>,
-    engine: Engine,
+    pub(crate) engine: Engine,
     own: BTreeMap<MsgId, OwnMessage>,
+    /// Extension `torchat_sync`.
+    pub(crate) sync: crate::sync::GroupSync,
 }
 
 impl Group {
@@ -116,10 +121,11 @@ impl Group {
             checks: BTreeMap::new(),
             engine: Engine::default(),
             own: BTreeMap::new(),
+            sync: Default::default(),
         }
     }
 
-    fn redundancy(&self) -> bool {
+    pub(crate) fn redundancy(&self) -> bool {
         !self.modes.iter().any(|m| m == NO_REDUNDANCY)
     }
 
@@ -127,7 +133,7 @@ impl Group {
         matches!(self.state, GroupState::Joining | GroupState::Joined)
     }
 
-    fn n_others(&self) -> u32 {
+    pub(crate) fn n_others(&self) -> u32 {
         u32::try_from(self.members.len()).unwrap_or(u32::MAX)
     }
 }
@@ -214,6 +220,8 @@ impl Node {
             return Err(CommandError::NoSuchGroup);
         };
         g.state = GroupState::Joining;
+        // Messages said before we joined are not fetched for us (torchat_sync).
+        g.sync.floor = Some(now);
         let inviter = g.inviter.clone();
         let proposed: Vec<OnionId> = std::mem::take(&mut g.proposed).into_iter().collect();
         if let Some(inv) = &inviter {
@@ -290,7 +298,9 @@ impl Node {
         Ok(())
     }
 
-    /// Says `text` in a group: sent directly to every member, queued for unreachable ones.
+    /// Says `text` in a group. Members with `torchat_sync` that are online get the full copy
+    /// with its sequence number (the others pull it when they come back); members without it
+    /// get the seed's packet, queued in their outbox while they are unreachable.
     pub fn group_say(
         &mut self,
         gid: &GroupId,
@@ -306,8 +316,13 @@ impl Node {
         }
         let members: Vec<OnionId> = g.members.iter().cloned().collect();
         let of = g.n_others();
-        let id = self.new_msg_id();
         let me = self.cfg.own_id.clone();
+        // Sequence number first (persisted before anything leaves), then the message.
+        let sync = self.sync_new_message(gid, &text, now);
+        let id = match &sync {
+            Some(m) => crate::sync::local_id(gid, &me, m.seq),
+            None => self.new_msg_id(),
+        };
         self.persist(Record::GroupMessage {
             gid: gid.clone(),
             id,
@@ -315,11 +330,12 @@ impl Node {
             text: text.clone(),
             at: now,
             trust: Trust::Own,
+            sync,
         });
         self.event(Event::GroupMessage {
             gid: gid.clone(),
             id,
-            sender: me,
+            sender: me.clone(),
             text: text.clone(),
             at: now,
             trust: Trust::Own,
@@ -328,7 +344,8 @@ impl Node {
             g.own.insert(
                 id,
                 OwnMessage {
-                    delivered: BTreeSet::new(),
+                    written: BTreeSet::new(),
+                    delivered: 0,
                     of,
                 },
             );
@@ -336,15 +353,38 @@ impl Node {
                 g.own.pop_first();
             }
         }
-        // With our extension, a unique id and a signature with our onion key go along to the
-        // members who understand them; the others get the plain packet.
-        let signed = self.cfg.signing_key.map(|key| {
-            let mut msgid = [0u8; 16];
-            self.rng.fill_bytes(&mut msgid);
-            let sig = sign_message(&key, gid, &self.cfg.own_id, &msgid, &text);
-            (msgid, sig)
+        let copy = sync.map(|meta| SyncCopy {
+            speaker: me.clone(),
+            meta,
+            text: text.clone(),
         });
+        if let Some(c) = &copy {
+            self.sync_track_own(gid, c.meta, id, of, &text);
+        }
+        // With `torchat_signed`, a unique id and a signature with our onion key go along to
+        // the members who understand them (with sync, the id is the sequence number and time).
+        let signed = match &copy {
+            Some(c) => c.meta.sig.map(|sig| (sync_msgid(&c.meta), sig)),
+            None => self.cfg.signing_key.map(|key| {
+                let mut msgid = [0u8; 16];
+                self.rng.fill_bytes(&mut msgid);
+                let sig = sign_message(&key, gid, &self.cfg.own_id, &msgid, &text);
+                (msgid, sig)
+            }),
+        };
+        let mut missed = Vec::new();
         for m in members {
+            if let (Some(c), true) = (&copy, self.is_sync_peer(&m)) {
+                match self.online_out(&m) {
+                    Some(out) => {
+                        let p = self.sync_packet(gid, c);
+                        self.send(out, &p);
+                        self.mark_written(gid, id, &m);
+                    }
+                    None => missed.push(m),
+                }
+                continue;
+            }
             let p = match signed {
                 Some((msgid, sig)) if self.supports(&m, SIGNED_EXT) => Packet::GroupSignedMessage {
                     gid: gid.clone(),
@@ -357,8 +397,13 @@ impl Node {
                     text: text.clone(),
                 },
             };
+            // A member we never talked to may speak torchat_sync: helpers relay to it too.
+            if copy.is_some() && self.online_out(&m).is_none() && self.capabilities_unknown(&m) {
+                missed.push(m.clone());
+            }
             self.group_send(gid, &m, p, Some(id), now);
         }
+        self.sync_not_reached(gid, missed, now);
         self.report_delivery(gid, id);
         Ok(id)
     }
@@ -454,6 +499,7 @@ impl Node {
             first_seen: at,
             window_end: None,
             shown: Some(trust),
+            sync: None,
         };
         g.engine.restore(slot, max);
     }
@@ -474,7 +520,9 @@ impl Node {
         | Packet::GroupSignedEcho { gid, .. }
         | Packet::GroupEchoedMessage { gid, .. }
         | Packet::GroupParticipants { gid, .. }
-        | Packet::GroupInvited { gid, .. } = &p
+        | Packet::GroupInvited { gid, .. }
+        | Packet::GroupSyncMessage { gid, .. }
+        | Packet::GroupSyncWant { gid, .. } = &p
         {
             if self
                 .groups
@@ -525,6 +573,12 @@ impl Node {
             Packet::GroupEchoedMessage { gid, sender, text } => {
                 self.on_echo(from, &gid, sender, text, None, now)
             }
+            p @ (Packet::GroupSyncMessage { .. }
+            | Packet::GroupSyncAck { .. }
+            | Packet::GroupSyncDigest { .. }
+            | Packet::GroupSyncWant { .. }
+            | Packet::GroupSyncEnd { .. }
+            | Packet::GroupSyncTell { .. }) => self.on_sync_packet(from, p, now),
             _ => {}
         }
     }
@@ -532,6 +586,10 @@ impl Node {
     /// A packet about a group from someone who may not speak about it: ignored and counted.
     fn non_member(&mut self) {
         self.stats.non_member_packets += 1;
+    }
+
+    pub(crate) fn is_member_of(&self, gid: &GroupId, id: &OnionId) -> bool {
+        self.is_member(gid, id)
     }
 
     fn is_member(&self, gid: &GroupId, id: &OnionId) -> bool {
@@ -795,9 +853,14 @@ impl Node {
         let Some(g) = self.groups.get_mut(gid) else {
             return;
         };
-        let outcome = g
-            .engine
-            .direct(from, &text, signed.map(|s| s.0), new_id, now, max);
+        let c = Copy {
+            sender: from,
+            text: &text,
+            msgid: signed.map(|s| s.0),
+            signed: signed.is_some(),
+            sync: None,
+        };
+        let outcome = g.engine.direct(c, new_id, now, max);
         let relay = g.redundancy();
         let targets: Vec<OnionId> = g.members.iter().filter(|m| *m != from).cloned().collect();
         self.apply_outcome(gid, outcome, now);
@@ -857,15 +920,19 @@ impl Node {
             return;
         };
         let n = g.n_others();
-        let msgid = signed.map(|s| s.0);
-        let outcome = g
-            .engine
-            .claim(&sender, &text, from, msgid, new_id, now, window, max, n);
+        let c = Copy {
+            sender: &sender,
+            text: &text,
+            msgid: signed.map(|s| s.0),
+            signed: signed.is_some(),
+            sync: None,
+        };
+        let outcome = g.engine.claim(c, from, new_id, now, window, max, n);
         self.apply_outcome(gid, outcome, now);
     }
 
     /// A signature that does not verify: the copy is a forgery; dropped and reported.
-    fn bad_signature(&mut self, from: &OnionId) {
+    pub(crate) fn bad_signature(&mut self, from: &OnionId) {
         self.stats.bad_signatures += 1;
         self.event(Event::Misbehaviour {
             id: Some(from.clone()),
@@ -873,30 +940,33 @@ impl Node {
         });
     }
 
+    /// A shown message's trust changed: persist (with who vouches) and tell.
+    pub(crate) fn trust_changed(&mut self, gid: &GroupId, id: MsgId, trust: Trust) {
+        let claimants: Vec<OnionId> = self
+            .groups
+            .get(gid)
+            .and_then(|g| g.engine.get(id))
+            .map(|s| s.claimants.iter().cloned().collect())
+            .unwrap_or_default();
+        self.persist(Record::GroupTrust {
+            id,
+            trust,
+            claimants: claimants.clone(),
+        });
+        self.event(Event::GroupTrust {
+            gid: gid.clone(),
+            id,
+            trust,
+            claimants,
+        });
+    }
+
     /// Turns an engine outcome into events and records.
-    fn apply_outcome(&mut self, gid: &GroupId, outcome: Outcome, now: Timestamp) {
+    pub(crate) fn apply_outcome(&mut self, gid: &GroupId, outcome: Outcome, now: Timestamp) {
         match outcome {
             Outcome::Nothing => {}
             Outcome::Show(id, trust) => self.show(gid, id, trust, now),
-            Outcome::Update(id, trust) => {
-                let claimants = self
-                    .groups
-                    .get(gid)
-                    .and_then(|g| g.engine.get(id))
-                    .map(|s| s.claimants.iter().cloned().collect())
-                    .unwrap_or_default();
-                self.persist(Record::GroupTrust {
-                    id,
-                    trust,
-                    claimants: Vec::clone(&claimants),
-                });
-                self.event(Event::GroupTrust {
-                    gid: gid.clone(),
-                    id,
-                    trust,
-                    claimants,
-                });
-            }
+            Outcome::Update(id, trust) => self.trust_changed(gid, id, trust),
         }
     }
 
@@ -912,8 +982,9 @@ impl Node {
             id,
             sender: s.sender.clone(),
             text: s.text.clone(),
-            at: s.first_seen,
+            at: s.sync.map_or(s.first_seen, |m| m.time.min(s.first_seen)),
             trust,
+            sync: s.sync,
         });
         if !s.claimants.is_empty() {
             let claimants: Vec<OnionId> = s.claimants.iter().cloned().collect();
@@ -928,7 +999,7 @@ impl Node {
             id,
             sender: s.sender,
             text: s.text,
-            at: s.first_seen,
+            at: s.sync.map_or(s.first_seen, |m| m.time.min(s.first_seen)),
             trust,
         });
     }
@@ -1049,7 +1120,7 @@ impl Node {
         }
     }
 
-    fn send_participants(&mut self, gid: &GroupId, to: &OnionId) {
+    pub(crate) fn send_participants(&mut self, gid: &GroupId, to: &OnionId) {
         let Some(g) = self.groups.get(gid) else {
             return;
         };
@@ -1112,6 +1183,11 @@ impl Node {
 
     // ----- sending with the outbox -----
 
+    /// Whether we never heard what a member supports.
+    fn capabilities_unknown(&self, id: &OnionId) -> bool {
+        self.buddies.get(id).is_none_or(|b| b.supports.is_empty())
+    }
+
     /// Our outgoing connection to a buddy that is online (first status seen).
     pub(crate) fn online_out(&self, id: &OnionId) -> Option<crate::types::ConnId> {
         let b = self.buddies.get(id)?;
@@ -1122,7 +1198,7 @@ impl Node {
     }
 
     /// Sends a group packet to a member now, or queues it in the member's outbox.
-    fn group_send(
+    pub(crate) fn group_send(
         &mut self,
         gid: &GroupId,
         to: &OnionId,
@@ -1133,7 +1209,7 @@ impl Node {
         if let Some(out) = self.online_out(to) {
             self.send(out, &p);
             if let Some(id) = own {
-                self.mark_delivered(gid, id, to);
+                self.mark_written(gid, id, to);
             }
             return;
         }
@@ -1175,25 +1251,39 @@ impl Node {
         self.pin(to, now);
     }
 
-    fn mark_delivered(&mut self, gid: &GroupId, id: MsgId, to: &OnionId) {
+    fn mark_written(&mut self, gid: &GroupId, id: MsgId, to: &OnionId) {
         if let Some(m) = self.groups.get_mut(gid).and_then(|g| g.own.get_mut(&id)) {
-            m.delivered.insert(to.clone());
+            m.written.insert(to.clone());
         }
     }
 
+    /// Records how far our message got: `delivered` counts only members known to hold it
+    /// (acknowledged); being written to a connection makes it `sent`, never `delivered`.
     fn report_delivery(&mut self, gid: &GroupId, id: MsgId) {
         let Some(m) = self.groups.get(gid).and_then(|g| g.own.get(&id)) else {
             return;
         };
-        let delivered = u32::try_from(m.delivered.len()).unwrap_or(u32::MAX);
-        let of = m.of;
-        self.persist(Record::GroupDelivery { id, delivered, of });
+        let (delivered, of) = (m.delivered, m.of);
+        let sent = of == 0 || !m.written.is_empty();
+        self.persist(Record::GroupDelivery {
+            id,
+            delivered,
+            of,
+            sent,
+        });
         self.event(Event::GroupDelivery {
             gid: gid.clone(),
             id,
             delivered,
             of,
         });
+    }
+
+    /// Acknowledgements raised the count of members holding our message.
+    pub(crate) fn own_delivered(&mut self, gid: &GroupId, id: MsgId, delivered: u32) {
+        if let Some(m) = self.groups.get_mut(gid).and_then(|g| g.own.get_mut(&id)) {
+            m.delivered = m.delivered.max(delivered);
+        }
     }
 
     /// A buddy came online: deliver its outbox, re-check member lists, ask pending questions.
@@ -1206,8 +1296,13 @@ impl Node {
             .partition(|e| e.to == *id);
         self.outbox = rest;
         let mut touched = BTreeSet::new();
+        let sync_peer = self.is_sync_peer(id);
         for e in mine {
             self.persist(Record::OutboxRemove { id: e.id });
+            if sync_peer && is_message_line(&e.line) {
+                // It speaks torchat_sync (now): it pulls what it lacks, with sequence numbers.
+                continue;
+            }
             if e.expires <= now {
                 self.event(Event::OutboxDropped {
                     gid: e.gid,
@@ -1218,13 +1313,14 @@ impl Node {
             }
             self.out_raw(out, e.line);
             if let Some(own) = e.own {
-                self.mark_delivered(&e.gid, own, id);
+                self.mark_written(&e.gid, own, id);
                 touched.insert((e.gid.clone(), own));
             }
         }
         for (gid, own) in touched {
             self.report_delivery(&gid, own);
         }
+        self.sync_on_online(id, now);
         let shared: Vec<GroupId> = self
             .groups
             .iter()
@@ -1260,10 +1356,18 @@ impl Node {
         if let Some(e) = self.outbox.iter().map(|e| e.expires).min() {
             at(e);
         }
+        if let Some(e) = self.sync_deadline() {
+            at(e);
+        }
+        if let Some(e) = self.direct_sync_deadline() {
+            at(e);
+        }
         t
     }
 
     pub(crate) fn handle_group_timeout(&mut self, now: Timestamp) {
+        self.handle_sync_timeout(now);
+        self.handle_direct_sync_timeout(now);
         let gids: Vec<GroupId> = self.groups.keys().cloned().collect();
         for gid in gids {
             // Settle windows that ended.
@@ -1349,4 +1453,16 @@ impl Node {
         self.rng.fill_bytes(&mut b);
         GroupId::uuid_v4(b)
     }
+}
+
+/// Whether a queued line is a group message or echo (what `torchat_sync` replaces).
+fn is_message_line(line: &[u8]) -> bool {
+    [
+        &b"groupchat_message "[..],
+        b"groupchat_echoed_message ",
+        b"groupchat_signed_message ",
+        b"groupchat_signed_echo ",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
 }

@@ -349,12 +349,16 @@ impl Node {
 
     /// Extensions we announce in `supports`.
     pub(crate) fn supported_extensions(&self) -> Vec<String> {
-        vec![
+        let mut exts = vec![
             "groupchat".to_owned(),
             crate::group::SIGNED_EXT.to_owned(),
             crate::file::FILE_RESUME_EXT.to_owned(),
             crate::requests::DELAYED_EXT.to_owned(),
-        ]
+        ];
+        if self.cfg.sync {
+            exts.push(crate::sync::SYNC_EXT.to_owned());
+        }
+        exts
     }
 
     /// A line other than ping/pong on an incoming connection that is not authenticated:

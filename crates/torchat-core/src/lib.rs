@@ -26,7 +26,8 @@
 //! `Event` (tell the user), `Persist` (store a record; do it before performing later outputs,
 //! so that nothing the user sent is transmitted before it is on disk), `File` (read a block
 //! to send and answer [`Node::file_read`], write a received block, release a file; see
-//! [`FileIo`]).
+//! [`FileIo`]), `Load` (read stored group messages a member asked for and hand them to
+//! [`Node::handle_loaded`]).
 //!
 //! ```
 //! use rand_core::SeedableRng;
@@ -47,6 +48,7 @@
 //!         Output::Event(e) => { /* show */ }
 //!         Output::Persist(r) => { /* store */ }
 //!         Output::File(io) => { /* read or write a transferred file */ }
+//!         Output::Load(req) => node.handle_loaded(req.token, vec![], now), // from storage
 //!     }
 //! }
 //! assert!(node.poll_timeout().is_some()); // the connect timeout
@@ -54,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod direct_sync;
 mod file;
 mod group;
 mod handshake;
@@ -63,6 +66,7 @@ mod redundancy;
 mod requests;
 mod session;
 mod state;
+mod sync;
 mod time;
 mod timers;
 mod types;
@@ -77,9 +81,11 @@ pub use node::{BuddyView, Node, Stats};
 pub use quota::{GuardConfig, RateLimit};
 pub use requests::{HeldMessage, RequestOutcome, RequestView, DELAYED_EXT};
 pub use session::DELAYED_PREFIX;
+pub use sync::SYNC_EXT;
 pub use time::Timestamp;
 pub use torchat_wire;
 pub use types::{
     BuddyKind, CommandError, ConnId, ConnectError, Delivery, Event, GroupState, GroupView,
-    MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Quota, Record, Trust,
+    LoadRequest, MemberChange, MsgId, OutboxEntry, Output, PeerInfo, Presence, Quota, Record,
+    SyncCopy, SyncMeta, Trust,
 };

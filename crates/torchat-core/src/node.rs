@@ -48,6 +48,12 @@ pub struct Stats {
     pub handshake_restarts: u64,
     /// Pongs sent again for a ping the peer repeated.
     pub repeated_pongs: u64,
+    /// Sync copies of group messages we already held (or could not place yet).
+    pub sync_duplicates: u64,
+    /// Wants of peers not served (too many at once).
+    pub sync_ignored: u64,
+    /// Messages skipped because no member had them any more (older than its retention).
+    pub sync_skipped: u64,
     /// Packets dropped over a peer's rate limit.
     pub rate_limited: u64,
     /// Participant lists rejected for being longer than the group member cap.
@@ -88,6 +94,10 @@ pub struct Node {
     msg_epoch: u64,
     msg_count: u64,
     pub(crate) files: crate::file::Files,
+    /// Extension `torchat_sync`: wants being answered from storage, and 1:1 delivery state.
+    pub(crate) loads: BTreeMap<u64, crate::sync::Load>,
+    pub(crate) next_load: u64,
+    pub(crate) dsync: BTreeMap<OnionId, crate::direct_sync::DirectSync>,
     pub(crate) guard: crate::quota::Guard,
 }
 
@@ -143,6 +153,9 @@ impl Node {
             msg_epoch: 0,
             msg_count: 0,
             files: Default::default(),
+            loads: BTreeMap::new(),
+            next_load: 0,
+            dsync: BTreeMap::new(),
             guard: Default::default(),
         }
     }
@@ -562,7 +575,7 @@ impl Node {
         };
         self.persist(rec);
         match online_out {
-            Some(out) => self.send(out, &Packet::Message(text)),
+            Some(out) => self.send_direct(out, to, id, text, now, false),
             None => {
                 if let Some(b) = self.buddies.get_mut(to) {
                     b.queue.push_back(Queued {
@@ -571,6 +584,7 @@ impl Node {
                         at: Some(now),
                     });
                 }
+                self.note_queued(to, id, now);
                 self.want_connection(to, now);
             }
         }
@@ -790,6 +804,7 @@ impl Node {
         now: Timestamp,
     ) {
         self.files_session_ended(id, now);
+        self.sync_on_session_end(id, now);
         let Some(b) = self.buddies.get(id) else {
             return;
         };

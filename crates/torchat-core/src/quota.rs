@@ -162,7 +162,9 @@ fn class(p: &Packet) -> Class {
         | Packet::GroupMessage { .. }
         | Packet::GroupSignedMessage { .. }
         | Packet::GroupEchoedMessage { .. }
-        | Packet::GroupSignedEcho { .. } => Class::Chat,
+        | Packet::GroupSignedEcho { .. }
+        | Packet::GroupSyncMessage { .. }
+        | Packet::SyncMessage { .. } => Class::Chat,
         Packet::Unknown { command, .. } if command == crate::requests::DELAYED_CMD => Class::Chat,
         Packet::Filename { .. } => Class::Offer,
         Packet::Filedata { .. }

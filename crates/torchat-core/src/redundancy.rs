@@ -11,7 +11,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use torchat_wire::OnionId;
 
 use crate::time::Timestamp;
-use crate::types::{MsgId, Trust};
+use crate::types::{MsgId, SyncMeta, Trust};
+
+/// The message id a sync message carries in `torchat_signed` packets: its sequence number and
+/// time, big-endian. Unique per speaker and group, and covered by the signature.
+pub(crate) fn sync_msgid(meta: &SyncMeta) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[..8].copy_from_slice(&meta.seq.to_be_bytes());
+    m[8..].copy_from_slice(&meta.time.as_millis().to_be_bytes());
+    m
+}
 
 /// One message as the engine tracks it.
 #[derive(Debug, Clone)]
@@ -31,6 +40,8 @@ pub(crate) struct Slot {
     pub msgid: Option<[u8; 16]>,
     /// A copy with a valid signature of the speaker was seen: the text is authentic.
     pub signed: bool,
+    /// Sequence number, time and signature, once a sync copy was seen.
+    pub sync: Option<SyncMeta>,
 }
 
 impl Slot {
@@ -59,11 +70,26 @@ pub(crate) enum Outcome {
     Update(MsgId, Trust),
 }
 
+/// A copy of a message as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Copy<'a> {
+    pub sender: &'a OnionId,
+    pub text: &'a [u8],
+    /// The message id (signed or sync copies).
+    pub msgid: Option<[u8; 16]>,
+    /// Its signature was verified.
+    pub signed: bool,
+    /// Sync data, for sync copies.
+    pub sync: Option<SyncMeta>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
     slots: BTreeMap<u64, Slot>,
     /// Slot numbers per (speaker, text), in arrival order.
     by_key: BTreeMap<(OnionId, Vec<u8>), VecDeque<u64>>,
+    /// Slot numbers of sync messages per (speaker, sequence number).
+    by_seq: BTreeMap<(OnionId, u64), u64>,
     next: u64,
 }
 
@@ -127,6 +153,7 @@ impl Engine {
             shown: None,
             msgid: None,
             signed: false,
+            sync: None,
         };
         self.slots.insert(n, slot);
         self.by_key
@@ -141,6 +168,9 @@ impl Engine {
             return;
         };
         let key = (slot.sender.clone(), slot.text.clone());
+        if let Some(m) = slot.sync {
+            self.by_seq.remove(&(slot.sender.clone(), m.seq));
+        }
         self.slots.remove(&n);
         if let Some(q) = self.by_key.get_mut(&key) {
             q.retain(|x| *x != n);
@@ -150,28 +180,42 @@ impl Engine {
         }
     }
 
-    /// A direct copy from the speaker. `new_id` is used if this starts a new message.
-    pub fn direct(
+    /// The slot a copy belongs to, or a new one (with `new_id`).
+    fn slot_for(
         &mut self,
-        sender: &OnionId,
-        text: &[u8],
-        msgid: Option<[u8; 16]>,
+        c: Copy<'_>,
+        fits: impl Fn(&Slot) -> bool,
         new_id: MsgId,
         now: Timestamp,
         max: usize,
-    ) -> Outcome {
-        let found = self.find(sender, text, msgid, |s| !s.direct);
+    ) -> u64 {
+        let by_seq = c
+            .sync
+            .and_then(|m| self.by_seq.get(&(c.sender.clone(), m.seq)).copied());
+        let found = by_seq.or_else(|| self.find(c.sender, c.text, c.msgid, fits));
         let n = match found {
             Some(n) => n,
-            None => self.new_slot(new_id, sender, text, now, max),
+            None => self.new_slot(new_id, c.sender, c.text, now, max),
         };
+        if let Some(s) = self.slots.get_mut(&n) {
+            if c.msgid.is_some() {
+                s.msgid = c.msgid;
+            }
+            s.signed |= c.signed;
+            if let (Some(m), None) = (c.sync, s.sync) {
+                s.sync = Some(m);
+                self.by_seq.insert((c.sender.clone(), m.seq), n);
+            }
+        }
+        n
+    }
+
+    /// A direct copy from the speaker. `new_id` is used if this starts a new message.
+    pub fn direct(&mut self, c: Copy<'_>, new_id: MsgId, now: Timestamp, max: usize) -> Outcome {
+        let n = self.slot_for(c, |s| !s.direct, new_id, now, max);
         let Some(s) = self.slots.get_mut(&n) else {
             return Outcome::Nothing;
         };
-        if msgid.is_some() {
-            s.msgid = msgid;
-            s.signed = true;
-        }
         s.direct = true;
         s.window_end = None;
         let trust = s.trust(0, false);
@@ -188,35 +232,23 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub fn claim(
         &mut self,
-        sender: &OnionId,
-        text: &[u8],
+        c: Copy<'_>,
         claimant: &OnionId,
-        msgid: Option<[u8; 16]>,
         new_id: MsgId,
         now: Timestamp,
         window: std::time::Duration,
         max: usize,
         n_others: u32,
     ) -> Outcome {
-        let found = self.find(sender, text, msgid, |s| !s.claimants.contains(claimant));
-        let n = match found {
-            Some(n) => n,
-            None => {
-                let n = self.new_slot(new_id, sender, text, now, max);
-                if let Some(s) = self.slots.get_mut(&n) {
-                    s.window_end = Some(now + window);
-                }
-                n
-            }
-        };
+        let fresh = self.next;
+        let n = self.slot_for(c, |s| !s.claimants.contains(claimant), new_id, now, max);
         let Some(s) = self.slots.get_mut(&n) else {
             return Outcome::Nothing;
         };
-        s.claimants.insert(claimant.clone());
-        if msgid.is_some() {
-            s.msgid = msgid;
-            s.signed = true;
+        if n >= fresh && s.shown.is_none() && s.window_end.is_none() && !s.direct {
+            s.window_end = Some(now + window);
         }
+        s.claimants.insert(claimant.clone());
         match s.shown {
             // A valid signature proves the text: no need to wait for more vouchers.
             None if s.signed => {
@@ -233,6 +265,89 @@ impl Engine {
                 Outcome::Update(s.id, trust)
             }
         }
+    }
+
+    /// A copy from a member other than the speaker, with what digests tell about who holds it
+    /// (extension `torchat_sync`): shown at once, `(Signed, k of n)` when the signature
+    /// verified, else `(k of n)`, or `(UNCONFIRMED k of n)` when the speaker itself says it
+    /// never said it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn synced(
+        &mut self,
+        c: Copy<'_>,
+        holders: impl IntoIterator<Item = OnionId>,
+        unconfirmed: bool,
+        new_id: MsgId,
+        now: Timestamp,
+        max: usize,
+        n_others: u32,
+    ) -> Outcome {
+        let n = self.slot_for(c, |s| !s.direct, new_id, now, max);
+        let Some(s) = self.slots.get_mut(&n) else {
+            return Outcome::Nothing;
+        };
+        s.claimants.extend(holders);
+        s.claimants.remove(c.sender);
+        s.window_end = None;
+        let trust = s.trust(n_others, unconfirmed && !s.signed);
+        match s.shown {
+            None => {
+                s.shown = Some(trust);
+                Outcome::Show(s.id, trust)
+            }
+            Some(prev) if prev != trust => {
+                s.shown = Some(trust);
+                Outcome::Update(s.id, trust)
+            }
+            Some(_) => Outcome::Nothing,
+        }
+    }
+
+    /// `voucher` holds `sender`'s messages `from..=to` (a digest said so): it counts for every
+    /// tracked one of them. Returns the shown messages whose label changed.
+    pub fn vouch(
+        &mut self,
+        sender: &OnionId,
+        from: u64,
+        to: u64,
+        voucher: &OnionId,
+        n_others: u32,
+    ) -> Vec<(MsgId, Trust)> {
+        if voucher == sender {
+            return Vec::new();
+        }
+        let slots: Vec<u64> = self
+            .by_seq
+            .range((sender.clone(), from)..=(sender.clone(), to))
+            .map(|(_, n)| *n)
+            .collect();
+        let mut out = Vec::new();
+        for n in slots {
+            let Some(s) = self.slots.get_mut(&n) else {
+                continue;
+            };
+            if !s.claimants.insert(voucher.clone()) {
+                continue;
+            }
+            let Some(prev) = s.shown else { continue };
+            if s.direct {
+                // `(Direct)` does not show its confirmations: count silently.
+                s.shown = Some(s.trust(n_others, false));
+                continue;
+            }
+            let trust = s.trust(n_others, matches!(prev, Trust::Unconfirmed { .. }));
+            if trust != prev {
+                s.shown = Some(trust);
+                out.push((s.id, trust));
+            }
+        }
+        out
+    }
+
+    /// The tracked message of `sender` with sequence number `seq`.
+    pub fn by_seq(&self, sender: &OnionId, seq: u64) -> Option<&Slot> {
+        let n = self.by_seq.get(&(sender.clone(), seq))?;
+        self.slots.get(n)
     }
 
     /// The earliest end of a settle window still open.
@@ -272,9 +387,23 @@ impl Engine {
     /// Restores a message shown before a restart, so that late copies match it.
     pub fn restore(&mut self, slot: Slot, max: usize) {
         let n = self.new_slot(slot.id, &slot.sender, &slot.text, slot.first_seen, max);
+        if let Some(m) = slot.sync {
+            self.by_seq.insert((slot.sender.clone(), m.seq), n);
+        }
         if let Some(s) = self.slots.get_mut(&n) {
             *s = slot;
         }
+    }
+
+    /// Adds the sync data of a restored message (by local id).
+    pub fn restore_sync(&mut self, id: MsgId, meta: SyncMeta) {
+        let Some((&n, s)) = self.slots.iter_mut().find(|(_, s)| s.id == id) else {
+            return;
+        };
+        s.sync = Some(meta);
+        s.msgid = Some(sync_msgid(&meta));
+        let key = (s.sender.clone(), meta.seq);
+        self.by_seq.insert(key, n);
     }
 }
 
@@ -293,12 +422,22 @@ mod tests {
 
     const W: Duration = Duration::from_secs(10);
 
+    fn cp<'a>(sender: &'a OnionId, text: &'a [u8], msgid: Option<[u8; 16]>) -> Copy<'a> {
+        Copy {
+            sender,
+            text,
+            msgid,
+            signed: msgid.is_some(),
+            sync: None,
+        }
+    }
+
     #[test]
     fn relayed_message_is_shown_after_the_window_with_k_of_n() {
         let mut e = Engine::default();
         let (s, t0) = (id("s"), Timestamp::from_millis(1000));
         for (i, r) in ["r", "q", "p"].iter().enumerate() {
-            let o = e.claim(&s, b"hi", &id(r), None, mid(i as u8), t0, W, 100, 10);
+            let o = e.claim(cp(&s, b"hi", None), &id(r), mid(i as u8), t0, W, 100, 10);
             assert_eq!(o, Outcome::Nothing);
         }
         assert_eq!(e.next_deadline(), Some(t0 + W));
@@ -309,12 +448,12 @@ mod tests {
         assert_eq!(shown, vec![(mid(0), Trust::Relayed { k: 3, n: 10 })]);
         // A later claim raises k; a repeated claim by the same member opens a new message.
         assert_eq!(
-            e.claim(&s, b"hi", &id("o"), None, mid(9), t0, W, 100, 10),
+            e.claim(cp(&s, b"hi", None), &id("o"), mid(9), t0, W, 100, 10),
             Outcome::Update(mid(0), Trust::Relayed { k: 4, n: 10 })
         );
         // A late direct copy upgrades it.
         assert_eq!(
-            e.direct(&s, b"hi", None, mid(8), t0, 100),
+            e.direct(cp(&s, b"hi", None), mid(8), t0, 100),
             Outcome::Update(mid(0), Trust::Direct { confirmations: 4 })
         );
     }
@@ -325,29 +464,29 @@ mod tests {
         let (s, r, q, t0) = (id("s"), id("r"), id("q"), Timestamp::from_millis(0));
         // S says "ok" twice; we get both directly.
         assert_eq!(
-            e.direct(&s, b"ok", None, mid(1), t0, 100),
+            e.direct(cp(&s, b"ok", None), mid(1), t0, 100),
             Outcome::Show(mid(1), Trust::Direct { confirmations: 0 })
         );
         assert_eq!(
-            e.direct(&s, b"ok", None, mid(2), t0, 100),
+            e.direct(cp(&s, b"ok", None), mid(2), t0, 100),
             Outcome::Show(mid(2), Trust::Direct { confirmations: 0 })
         );
         // R's first echo counts for the first, its second for the second.
         assert_eq!(
-            e.claim(&s, b"ok", &r, None, mid(9), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", None), &r, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 1 })
         );
         assert_eq!(
-            e.claim(&s, b"ok", &r, None, mid(9), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", None), &r, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(2), Trust::Direct { confirmations: 1 })
         );
         assert_eq!(
-            e.claim(&s, b"ok", &q, None, mid(9), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", None), &q, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
         );
         // A third echo from R is a third message (not shown until its window ends).
         assert_eq!(
-            e.claim(&s, b"ok", &r, None, mid(3), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", None), &r, mid(3), t0, W, 100, 5),
             Outcome::Nothing
         );
         assert_eq!(
@@ -360,18 +499,34 @@ mod tests {
     fn unconfirmed_when_the_speaker_was_connected() {
         let mut e = Engine::default();
         let t0 = Timestamp::from_millis(0);
-        e.claim(&id("s"), b"forged", &id("r"), None, mid(1), t0, W, 100, 10);
+        e.claim(
+            cp(&id("s"), b"forged", None),
+            &id("r"),
+            mid(1),
+            t0,
+            W,
+            100,
+            10,
+        );
         let shown = e.expire(t0 + W, 10, |sender, since| {
             *sender == id("s") && since == t0
         });
         assert_eq!(shown, vec![(mid(1), Trust::Unconfirmed { k: 1, n: 10 })]);
         // More claims keep it unconfirmed; a direct copy clears it.
         assert_eq!(
-            e.claim(&id("s"), b"forged", &id("q"), None, mid(2), t0, W, 100, 10),
+            e.claim(
+                cp(&id("s"), b"forged", None),
+                &id("q"),
+                mid(2),
+                t0,
+                W,
+                100,
+                10
+            ),
             Outcome::Update(mid(1), Trust::Unconfirmed { k: 2, n: 10 })
         );
         assert_eq!(
-            e.direct(&id("s"), b"forged", None, mid(3), t0, 100),
+            e.direct(cp(&id("s"), b"forged", None), mid(3), t0, 100),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
         );
     }
@@ -383,27 +538,27 @@ mod tests {
         let m1 = Some([1u8; 16]);
         // A signed relayed copy is shown at once, as Signed.
         assert_eq!(
-            e.claim(&s, b"ok", &r, m1, mid(1), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", m1), &r, mid(1), t0, W, 100, 5),
             Outcome::Show(mid(1), Trust::Signed { k: 1, n: 5 })
         );
         // Another copy of the same id counts for the same message; a second "ok" with another
         // id is another message.
         assert_eq!(
-            e.claim(&s, b"ok", &q, m1, mid(9), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", m1), &q, mid(9), t0, W, 100, 5),
             Outcome::Update(mid(1), Trust::Signed { k: 2, n: 5 })
         );
         assert_eq!(
-            e.claim(&s, b"ok", &r, Some([2u8; 16]), mid(2), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", Some([2u8; 16])), &r, mid(2), t0, W, 100, 5),
             Outcome::Show(mid(2), Trust::Signed { k: 1, n: 5 })
         );
         // The direct copy of the first one upgrades exactly that one.
         assert_eq!(
-            e.direct(&s, b"ok", m1, mid(9), t0, 100),
+            e.direct(cp(&s, b"ok", m1), mid(9), t0, 100),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 2 })
         );
         // A plain (legacy) echo still matches in order.
         assert_eq!(
-            e.claim(&s, b"ok", &id("p"), None, mid(9), t0, W, 100, 5),
+            e.claim(cp(&s, b"ok", None), &id("p"), mid(9), t0, W, 100, 5),
             Outcome::Update(mid(1), Trust::Direct { confirmations: 3 })
         );
     }
@@ -413,7 +568,7 @@ mod tests {
         let mut e = Engine::default();
         let t0 = Timestamp::from_millis(0);
         for i in 0..1000u32 {
-            e.direct(&id("s"), &i.to_be_bytes(), None, mid(0), t0, 50);
+            e.direct(cp(&id("s"), &i.to_be_bytes(), None), mid(0), t0, 50);
         }
         assert_eq!(e.slots.len(), 50);
         assert_eq!(e.by_key.len(), 50);

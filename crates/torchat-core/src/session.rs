@@ -26,11 +26,18 @@ impl Node {
                 if let Some(b) = self.buddies.get_mut(id) {
                     b.supports = exts.iter().cloned().collect();
                 }
+                self.remember_extensions(id, &exts);
                 self.update_info(id, |i| i.supports = exts);
             }
             Packet::AddMe(_) => self.on_add_me(id, now),
             Packet::RemoveMe(_) => self.on_remove_me(id, now),
             Packet::Message(text) => self.on_message(id, text, now),
+            Packet::SyncMessage {
+                id: wire,
+                time,
+                text,
+            } => self.on_sync_message(id, wire, time, text, now),
+            Packet::SyncAck(ids) => self.on_sync_ack(id, ids),
             Packet::Disconnect(_) => self.disconnect_and_retry(id, now),
             // Accepted and ignored: avatars, typing notifications, latency probes, broadcasts,
             // replies to our unknown commands, file control for transfers we never started.
@@ -62,7 +69,13 @@ impl Node {
             | Packet::GroupMessage { .. }
             | Packet::GroupEchoedMessage { .. }
             | Packet::GroupSignedMessage { .. }
-            | Packet::GroupSignedEcho { .. }) => self.handle_group_packet(id, p, now),
+            | Packet::GroupSignedEcho { .. }
+            | Packet::GroupSyncMessage { .. }
+            | Packet::GroupSyncAck { .. }
+            | Packet::GroupSyncDigest { .. }
+            | Packet::GroupSyncWant { .. }
+            | Packet::GroupSyncEnd { .. }
+            | Packet::GroupSyncTell { .. }) => self.handle_group_packet(id, p, now),
             other => self.not_implemented(id, other.command().to_owned()),
         }
     }
@@ -129,19 +142,27 @@ impl Node {
         }
     }
 
-    /// Sends every queued 1:1 message, each exactly once, as `[delayed] <text>`.
-    fn flush_queue(&mut self, id: &OnionId, _now: Timestamp) {
+    /// Sends every queued 1:1 message, each exactly once, as `[delayed] <text>` (to a
+    /// `torchat_sync` peer: what it did not acknowledge yet, then the queue, with ids and
+    /// original times).
+    fn flush_queue(&mut self, id: &OnionId, now: Timestamp) {
         let Some(out) = self.ready_out(id) else {
             return;
         };
+        self.retransmit_unacked(id, out);
         let Some(b) = self.buddies.get_mut(id) else {
             return;
         };
         let queued: Vec<_> = b.queue.drain(..).collect();
         for q in queued {
-            // `[delayed] <text>`, or the original time to a torchat peer (requests.rs).
-            let p = self.delayed_packet(id, &q);
-            self.send(out, &p);
+            if self.is_sync_peer(id) {
+                // `sync_message` with its id and original time, tracked until acknowledged.
+                self.send_queued(out, id, q.id, q.text, q.at, now);
+            } else {
+                // `[delayed] <text>`, or the original time to a torchat peer (requests.rs).
+                let p = self.delayed_packet(id, &q);
+                self.send(out, &p);
+            }
             self.persist(Record::MessageDelivery {
                 id: q.id,
                 state: Delivery::Sent,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use torchat_wire::{GroupId, OnionId, Status};
+use torchat_wire::{GroupId, OnionId, SeqSet, Status};
 
 use crate::time::Timestamp;
 
@@ -128,8 +128,49 @@ pub enum Presence {
 pub enum Delivery {
     /// Stored, waiting for the buddy to come online.
     Queued,
-    /// Written to the buddy's connection.
+    /// Written to the buddy's connection (and, with `torchat_sync`, not acknowledged yet).
     Sent,
+    /// Acknowledged by the buddy: stored there (extension `torchat_sync`).
+    Delivered,
+}
+
+/// What the extension `torchat_sync` adds to a group message: the speaker's per-group
+/// sequence number, its time, and its signature when it has a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SyncMeta {
+    /// The speaker's sequence number in the group (from 1, never reused).
+    pub seq: u64,
+    /// When the speaker said it.
+    pub time: Timestamp,
+    /// The speaker's ed25519 signature, when its id is a v3 id of its key.
+    pub sig: Option<[u8; 64]>,
+}
+
+/// A full copy of a group message with its sync data, as kept in storage and served to
+/// members who lack it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SyncCopy {
+    /// The speaker.
+    pub speaker: OnionId,
+    /// Sequence number, time and signature.
+    pub meta: SyncMeta,
+    /// Text.
+    pub text: Vec<u8>,
+}
+
+/// A request to the shell to read stored group messages (see [`Output::Load`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest {
+    /// Hand it back to [`crate::Node::handle_loaded`] with the copies.
+    pub token: u64,
+    /// The group.
+    pub gid: GroupId,
+    /// The speaker.
+    pub speaker: OnionId,
+    /// First sequence number.
+    pub from: u64,
+    /// Last sequence number (inclusive).
+    pub to: u64,
 }
 
 /// What a buddy told us about itself.
@@ -458,6 +499,15 @@ pub enum Record {
         at: Timestamp,
         /// Trust state.
         trust: Trust,
+        /// Sequence number, time and signature (extension `torchat_sync`).
+        sync: Option<SyncMeta>,
+    },
+    /// A group message stored before (a plain copy) turned out to be this sync message.
+    GroupMessageSync {
+        /// The message (local id).
+        id: MsgId,
+        /// Its sync data.
+        sync: SyncMeta,
     },
     /// The trust state of a group message changed; `claimants` are the members vouching.
     GroupTrust {
@@ -472,10 +522,38 @@ pub enum Record {
     GroupDelivery {
         /// The message.
         id: MsgId,
-        /// Members it reached.
+        /// Members known to hold it (acknowledged).
         delivered: u32,
         /// Members other than us.
         of: u32,
+        /// Written to at least one member's connection (or nobody else is in the group).
+        sent: bool,
+    },
+    /// The next sequence number we will use in a group; persisted before a message with the
+    /// previous one leaves, so numbers are never reused.
+    SyncSeq {
+        /// The group.
+        gid: GroupId,
+        /// Next sequence number.
+        next: u64,
+    },
+    /// What `member` holds of `speaker`'s messages in a group (ours when `member` is us).
+    SyncVector {
+        /// The group.
+        gid: GroupId,
+        /// Who holds them.
+        member: OnionId,
+        /// Whose messages.
+        speaker: OnionId,
+        /// Sequence numbers held.
+        held: SeqSet,
+    },
+    /// The extensions a peer announced (kept so that we know them before it reconnects).
+    PeerExtensions {
+        /// The peer.
+        id: OnionId,
+        /// What it announced in `supports`.
+        extensions: Vec<String>,
     },
     /// A group packet queued for an unreachable member.
     OutboxAdd(OutboxEntry),
@@ -561,6 +639,10 @@ pub enum Output {
     File(crate::file::FileIo),
     /// Persist.
     Persist(Record),
+    /// Read the stored group messages of `speaker` with sequence numbers `from..=to` and hand
+    /// them to [`crate::Node::handle_loaded`] (every request must be answered, possibly
+    /// with nothing).
+    Load(LoadRequest),
 }
 
 /// Why a user command was refused.
@@ -625,34 +707,45 @@ pub enum GroupState {
 }
 
 /// How much a group message can be believed, as data every interface can render.
+///
+/// This is the one definition of the trust states and of their labels: the store, the
+/// control API (with the `serde` feature: `{"kind": "signed", "k": 2, "n": 3}`), the
+/// interfaces and the simulator all use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
 pub enum Trust {
     /// We received it from the speaker itself. `confirmations` counts members who relayed it
-    /// to us as well.
+    /// to us or whose digests show they hold it as well.
     Direct {
-        /// Members who claim they got it from the speaker too.
+        /// Members who vouch for it too.
         confirmations: u32,
     },
-    /// Only relayed copies: `k` distinct members claim they received it directly from the
-    /// speaker, out of `n` members other than the speaker. Shown `(k of n)`.
+    /// Only relayed copies: `k` distinct members vouch for it (they claim they received it
+    /// directly from the speaker, or their digests show they hold it), out of `n` members
+    /// other than the speaker. Shown `(k of n)`.
     Relayed {
-        /// Distinct claimants.
+        /// Distinct vouching members.
         k: u32,
         /// Members other than the speaker.
         n: u32,
     },
     /// Only relayed copies although the speaker was connected to us all along and never sent
-    /// it to us: possibly forged.
+    /// it to us (or says it never said it): possibly forged.
     Unconfirmed {
-        /// Distinct claimants.
+        /// Distinct vouching members.
         k: u32,
         /// Members other than the speaker.
         n: u32,
     },
-    /// Only relayed copies, but one carried a valid signature of the speaker (extension
-    /// `torchat_signed`): the text is proven authentic. `k` of `n` members relayed it.
+    /// Only relayed copies, but one carried a valid signature of the speaker (extensions
+    /// `torchat_signed`, `torchat_sync`): the text is proven authentic. `k` of `n` members
+    /// vouch for it.
     Signed {
-        /// Distinct claimants.
+        /// Distinct vouching members.
         k: u32,
         /// Members other than the speaker.
         n: u32,
@@ -672,6 +765,38 @@ impl Trust {
             Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
             Trust::Own => "(me)".to_owned(),
         }
+    }
+
+    /// Reads a label back (as stored in history or printed). `(Direct)` gives
+    /// `confirmations: 0` (a label does not carry them). `None` for anything else.
+    pub fn parse_label(tag: &str) -> Option<Trust> {
+        let inner = tag.trim().strip_prefix('(')?.strip_suffix(')')?.trim();
+        let k_of_n = |s: &str| -> Option<(u32, u32)> {
+            let (k, n) = s.trim().split_once(" of ")?;
+            Some((k.trim().parse().ok()?, n.trim().parse().ok()?))
+        };
+        if inner == "Direct" {
+            Some(Trust::Direct { confirmations: 0 })
+        } else if inner == "me" {
+            Some(Trust::Own)
+        } else if let Some(rest) = inner.strip_prefix("Signed,") {
+            k_of_n(rest).map(|(k, n)| Trust::Signed { k, n })
+        } else if let Some(rest) = inner.strip_prefix("UNCONFIRMED") {
+            k_of_n(rest).map(|(k, n)| Trust::Unconfirmed { k, n })
+        } else {
+            k_of_n(inner).map(|(k, n)| Trust::Relayed { k, n })
+        }
+    }
+
+    /// Possibly forged.
+    pub fn is_unconfirmed(&self) -> bool {
+        matches!(self, Trust::Unconfirmed { .. })
+    }
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
     }
 }
 
@@ -726,6 +851,45 @@ pub struct GroupView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_labels_read_back() {
+        let all = [
+            Trust::Direct { confirmations: 0 },
+            Trust::Relayed { k: 8, n: 10 },
+            Trust::Unconfirmed { k: 1, n: 10 },
+            Trust::Signed { k: 2, n: 3 },
+            Trust::Own,
+        ];
+        let labels: Vec<String> = all.iter().map(Trust::to_string).collect();
+        assert_eq!(
+            labels,
+            [
+                "(Direct)",
+                "(8 of 10)",
+                "(UNCONFIRMED 1 of 10)",
+                "(Signed, 2 of 3)",
+                "(me)"
+            ]
+        );
+        for t in all {
+            assert_eq!(Trust::parse_label(&t.label()), Some(t));
+        }
+        assert_eq!(
+            Trust::parse_label("(Direct)"),
+            Some(Trust::Direct { confirmations: 0 })
+        );
+        for bad in [
+            "",
+            "Direct",
+            "(weird)",
+            "(1 of)",
+            "(Signed, x of 3)",
+            "(2 of 3",
+        ] {
+            assert_eq!(Trust::parse_label(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn message_ids_print_as_lower_case_hex_and_parse_back() {

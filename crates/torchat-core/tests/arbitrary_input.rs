@@ -98,6 +98,22 @@ fn line() -> impl Strategy<Value = Line> {
             Just("not_implemented groupchat_is_participating"),
         ]
         .prop_map(Line::Text),
+        // Extension torchat_sync.
+        prop_oneof![
+            Just("supports groupchat torchat_signed torchat_sync"),
+            Just("groupchat_sync_message 6f012391-883d-4f4f-8d54-52c4227b3ac9 00000000 peerbbbbbbbbbbbb 1 1700000000000 - hi"),
+            Just("groupchat_sync_message 6f012391-883d-4f4f-8d54-52c4227b3ac9 00000000 peercccccccccccc 99999 1 - far ahead"),
+            Just("groupchat_sync_ack 6f012391 7,9-12"),
+            Just("groupchat_sync_ack 6f012391-883d-4f4f-8d54-52c4227b3ac9 18446744073709551615"),
+            Just("groupchat_sync_digest 6f012391 00000000 0:5 1:3,7 peercccccccccccc:2"),
+            Just("groupchat_sync_digest 6f012391 00000000 peerbbbbbbbbbbbb:18446744073709551614"),
+            Just("groupchat_sync_want 6f012391-883d-4f4f-8d54-52c4227b3ac9 peerbbbbbbbbbbbb 1 1000000"),
+            Just("groupchat_sync_end 6f012391-883d-4f4f-8d54-52c4227b3ac9 peerbbbbbbbbbbbb 1 100"),
+            Just("groupchat_sync_tell 6f012391-883d-4f4f-8d54-52c4227b3ac9 peercccccccccccc peerdddddddddddd"),
+            Just("sync_message 000102030405060708090a0b0c0d0e0f 1700000000000 hi"),
+            Just("sync_ack 000102030405060708090a0b0c0d0e0f"),
+        ]
+        .prop_map(Line::Text),
         proptest::collection::vec(any::<u8>(), 0..600).prop_map(Line::Raw),
     ]
 }
@@ -161,6 +177,10 @@ impl World {
                     }
                 }
                 Output::Close { conn } => self.conns.retain(|c| *c != conn),
+                Output::Load(r) => {
+                    let now = self.now;
+                    self.node.handle_loaded(r.token, vec![], now);
+                }
                 Output::File(torchat_core::FileIo::Read { file, offset, len }) => {
                     let now = self.now;
                     self.node.file_read(file, offset, vec![b'x'; len], now);

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{id, node, Net};
+use common::{id, node, seed_node, Net};
 use torchat_core::{BuddyKind, Delivery, Event, Presence, Timestamp};
 use torchat_wire::{Packet, Status};
 
@@ -97,7 +97,8 @@ fn handshake_brings_both_online_with_the_right_sequence() {
         ]
     );
     assert!(a_to_b.contains(
-        &"supports groupchat torchat_signed torchat_file_resume torchat_delayed".to_owned()
+        &"supports groupchat torchat_signed torchat_file_resume torchat_delayed torchat_sync"
+            .to_owned()
     ));
     assert_handshake_discipline(&net);
     assert_only_outgoing_writes(&net);
@@ -134,14 +135,84 @@ fn messages_flow_both_ways_and_are_persisted_first() {
         .events(0)
         .iter()
         .any(|e| matches!(e, Event::Delivery { id, state: Delivery::Sent, .. } if *id == mid)));
+    // Between torchat nodes (torchat_sync): the message carries its id and time, and the
+    // receiver acknowledges it once it is stored.
+    let line = format!(
+        "sync_message {mid} {} hi bob\\nsecond line",
+        now.as_millis()
+    );
+    assert!(net.texts(0, 1).contains(&line), "{:?}", net.texts(0, 1));
+    net.advance(secs(1));
     assert!(net
-        .texts(0, 1)
-        .contains(&"message hi bob\\nsecond line".to_owned()));
+        .texts(1, 0)
+        .iter()
+        .any(|l| l.starts_with("sync_ack ") && l.contains(&mid.to_string())));
+    assert!(net.events(0).iter().any(
+        |e| matches!(e, Event::Delivery { id, state: Delivery::Delivered, .. } if *id == mid)
+    ));
 }
 
 #[test]
-fn offline_messages_are_queued_then_sent_once_as_delayed() {
+fn offline_messages_are_queued_then_delivered_once_with_their_time() {
     let mut net = Net::new(vec![node("alice", 1), node("bob", 2)]);
+    let (a, b) = (net.id(0), net.id(1));
+    net.set_down(0, 1, true);
+    let now = net.now;
+    net.peers[0].node.add_buddy(b.clone(), None, now).unwrap();
+    net.peers[0].node.start(now);
+    net.run();
+    let written = now;
+    let m1 = net.peers[0]
+        .node
+        .send_message(&b, "first".into(), now)
+        .unwrap();
+    let _m2 = net.peers[0]
+        .node
+        .send_message(&b, "second".into(), now)
+        .unwrap();
+    net.run();
+    assert!(net
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, Event::Delivery { id, state: Delivery::Queued, .. } if *id == m1)));
+    assert_eq!(net.peers[0].node.buddy(&b).unwrap().queued, 2);
+    // Bob comes up some minutes later and adds alice.
+    net.advance(secs(200));
+    net.set_down(0, 1, false);
+    let now = net.now;
+    net.peers[1].node.add_buddy(a, None, now).unwrap();
+    net.peers[1].node.start(now);
+    net.advance(secs(5));
+    // Between torchat nodes: no prefix, the original time instead.
+    assert_eq!(net.texts_received(1), ["first", "second"]);
+    let times: Vec<u64> = net
+        .events(1)
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageReceived { at, .. } => Some(at.as_millis()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        times,
+        [written.as_millis(); 2],
+        "written 200 s before they arrived"
+    );
+    assert_eq!(net.peers[0].node.buddy(&b).unwrap().queued, 0);
+    // Exactly once, even across later reconnects.
+    net.cut(0, 1);
+    net.advance(secs(900));
+    assert!(net.online(0, 1));
+    assert_eq!(net.texts_received(1).len(), 2);
+    assert!(net
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, Event::Delivery { id, state: Delivery::Delivered, .. } if *id == m1)));
+}
+
+#[test]
+fn offline_messages_to_a_legacy_peer_are_sent_once_as_delayed() {
+    let mut net = Net::new(vec![node("alice", 1), seed_node("bob", 2)]);
     let (a, b) = (net.id(0), net.id(1));
     net.set_down(0, 1, true);
     let now = net.now;

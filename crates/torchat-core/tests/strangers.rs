@@ -311,6 +311,38 @@ fn finding_3_add_me_from_a_stranger_makes_a_request_not_a_buddy() {
     );
 }
 
+/// `sync_message` (1:1 with an id, extension torchat_sync) cannot get around the request
+/// inbox: from a stranger it is held like `message`, acknowledged, and a retransmission is
+/// not held twice.
+#[test]
+fn a_strangers_sync_message_is_held_as_a_request_not_stored() {
+    let mut s = Script::new("us");
+    let eve = id("eve");
+    let (inc, out) = session(&mut s, &eve);
+    let p = Packet::SyncMessage {
+        id: [7; 16],
+        time: T0 - 60_000,
+        text: b"hi through sync".to_vec(),
+    };
+    s.feed(inc, &line(&p));
+    s.feed(inc, &line(&p));
+    s.advance(Duration::from_secs(2));
+    assert!(!records(&s)
+        .iter()
+        .any(|r| matches!(r, Record::MessageIn { .. })));
+    let held: Vec<_> = s
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::RequestMessage { text, .. } if text == b"hi through sync"))
+        .cloned()
+        .collect();
+    assert_eq!(held.len(), 1, "held once: {held:?}");
+    assert!(s
+        .sent_on(out)
+        .iter()
+        .any(|p| matches!(p, Packet::SyncAck(ids) if ids.contains(&[7; 16]))));
+}
+
 #[test]
 fn ignore_drops_the_held_messages_and_block_ends_the_request() {
     let mut s = Script::new("us");

@@ -229,17 +229,6 @@ fn online(p: Option<&String>) -> bool {
     matches!(p.map(String::as_str), Some("available" | "away" | "xa"))
 }
 
-/// `(Direct)`, `(k of N)`, `(UNCONFIRMED k of N)` or `(me)`.
-pub fn trust_label(t: &Trust) -> String {
-    match t {
-        Trust::Direct { .. } => "(Direct)".into(),
-        Trust::Relayed { k, n } => format!("({k} of {n})"),
-        Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
-        Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
-        Trust::Own => "(me)".into(),
-    }
-}
-
 fn excerpt(text: &str) -> String {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let mut s: String = first.chars().take(40).collect();
@@ -874,7 +863,7 @@ impl Gateway {
             } => self.on_group_member(&gid, &id, &change, reason),
             Event::GroupMessage { message, trust } => self.on_group_message(message, trust),
             Event::GroupTrust { gid, id, trust, .. } => {
-                let label = trust_label(&trust);
+                let label = trust.label();
                 let chan = self.book.ensure_channel(&gid);
                 let text = match self.recent.get_mut(&id) {
                     Some(r) if r.label == label => return,
@@ -1020,7 +1009,7 @@ impl Gateway {
             );
             return;
         }
-        let label = trust_label(&trust);
+        let label = trust.label();
         let prefix = self.prefix_of(&m.sender);
         let text = m.text.replace('\x01', "");
         let lead = format!("{label} ");

@@ -478,9 +478,11 @@ impl Actor {
     /// connection are joined into one write.
     fn carry_out(&mut self, outputs: Vec<Output>) {
         let mut writes: Vec<(ConnId, Vec<u8>)> = Vec::new();
+        let mut loads = Vec::new();
         for o in outputs {
             match o {
                 Output::Persist(_) => {} // written by `commit`
+                Output::Load(req) => loads.push(req),
                 Output::Connect { conn, to } => self.connect(conn, to),
                 Output::Transmit { conn, data } => {
                     match writes.iter_mut().find(|(c, _)| *c == conn) {
@@ -507,6 +509,22 @@ impl Actor {
         }
         for (conn, data) in writes {
             self.transmit(conn, data);
+        }
+        // Stored group messages a member asked for (extension torchat_sync): read them (the
+        // batch is committed) and hand them back; what the core makes of them is collected
+        // into the next batch.
+        for req in loads {
+            let copies = match self
+                .store
+                .sync_range(&req.gid, &req.speaker, req.from, req.to)
+            {
+                Ok(rows) => rows.iter().filter_map(persist::sync_copy).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "store read failed");
+                    vec![]
+                }
+            };
+            self.core.handle_loaded(req.token, copies, now());
         }
     }
 

@@ -32,7 +32,6 @@ const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Clients over the cap waiting for a slot at once; more are refused without waiting.
 const MAX_WAITING: usize = 64;
 
-
 fn err(code: &str, msg: impl Into<String>) -> (String, String) {
     (code.to_owned(), msg.into())
 }

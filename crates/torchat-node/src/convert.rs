@@ -1,7 +1,7 @@
 //! Core values to control-API values.
 
 use torchat_api as api;
-use torchat_core::{BuddyKind, BuddyView, Event, GroupState, MemberChange, Presence, Trust};
+use torchat_core::{BuddyKind, BuddyView, Event, GroupState, MemberChange, Presence};
 use torchat_store as st;
 use torchat_wire::Status;
 
@@ -34,16 +34,6 @@ pub(crate) fn group_state(s: GroupState) -> &'static str {
         GroupState::Joining => "joining",
         GroupState::Joined => "joined",
         GroupState::Left => "left",
-    }
-}
-
-pub(crate) fn trust(t: Trust) -> api::Trust {
-    match t {
-        Trust::Direct { confirmations } => api::Trust::Direct { confirmations },
-        Trust::Relayed { k, n } => api::Trust::Relayed { k, n },
-        Trust::Unconfirmed { k, n } => api::Trust::Unconfirmed { k, n },
-        Trust::Signed { k, n } => api::Trust::Signed { k, n },
-        Trust::Own => api::Trust::Own,
     }
 }
 
@@ -85,13 +75,7 @@ pub(crate) fn stored_message(m: &st::StoredMessage) -> api::Message {
             st::Delivery::Delivered(k) => format!("delivered {k}"),
             st::Delivery::Failed => "failed".to_owned(),
         }),
-        trust: m.msg.trust.map(|t| match t {
-            st::Trust::Direct => "(Direct)".to_owned(),
-            st::Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
-            st::Trust::Relayed { k, n } => format!("({k} of {n})"),
-            st::Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
-            st::Trust::Own => "(me)".to_owned(),
-        }),
+        trust: m.msg.trust.map(|t| t.label()),
     }
 }
 
@@ -137,6 +121,7 @@ pub(crate) fn event(e: &Event, me: &torchat_wire::OnionId) -> Option<api::Event>
             state: match state {
                 torchat_core::Delivery::Queued => "queued",
                 torchat_core::Delivery::Sent => "sent",
+                torchat_core::Delivery::Delivered => "delivered",
             }
             .to_owned(),
         },
@@ -181,7 +166,7 @@ pub(crate) fn event(e: &Event, me: &torchat_wire::OnionId) -> Option<api::Event>
                 delivery: None,
                 trust: Some(tr.label()),
             },
-            trust: trust(*tr),
+            trust: *tr,
         },
         Event::GroupTrust {
             gid,
@@ -191,7 +176,7 @@ pub(crate) fn event(e: &Event, me: &torchat_wire::OnionId) -> Option<api::Event>
         } => api::Event::GroupTrust {
             gid: gid.to_string(),
             id: id.to_string(),
-            trust: trust(*tr),
+            trust: *tr,
             claimants: claimants.iter().map(|c| c.to_string()).collect(),
         },
         Event::GroupDelivery {

@@ -87,6 +87,17 @@ impl NodeHandle {
     }
 }
 
+/// Drops group messages older than the retention period (at start).
+fn prune_group_history(store: &mut dyn Store, retention: Option<std::time::Duration>) {
+    let Some(keep) = retention else { return };
+    let now = actor::now().as_millis();
+    let before = now.saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+    match store.apply(&[torchat_store::Op::PruneGroupHistory { before }]) {
+        Ok(n) => tracing::info!(pruned = n.first().copied().unwrap_or(0), "group history"),
+        Err(e) => tracing::error!(error = %e, "pruning group history failed"),
+    }
+}
+
 /// Restores state from `store`, starts the actor and the control server.
 pub async fn start(
     mut cfg: NodeConfig,
@@ -109,6 +120,8 @@ pub async fn start(
         };
     }
     let id = cfg.core.own_id.clone();
+    let mut store = store;
+    prune_group_history(store.as_mut(), cfg.core.group_history_retention);
     let rng = rand_chacha::ChaCha20Rng::from_rng(rand_core::OsRng)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     cfg.core.files.max_size = cfg.files.max_size;

@@ -1,7 +1,10 @@
 //! Between the core and the store: core records become store operations, and at start the
 //! store's contents are fed back into a fresh core.
 
-use torchat_core::{BuddyKind, Delivery, GroupState, Node, OutboxEntry, Record, Timestamp, Trust};
+use torchat_core::{
+    BuddyKind, Delivery, GroupState, Node, OutboxEntry, Record, SyncCopy, SyncMeta, Timestamp,
+    Trust,
+};
 use torchat_store as st;
 use torchat_store::{Conversation, Direction, Op, Store};
 use torchat_wire::OnionId;
@@ -12,6 +15,31 @@ pub(crate) fn msg_id(id: torchat_core::MsgId) -> st::MsgId {
 
 fn core_msg_id(id: st::MsgId) -> torchat_core::MsgId {
     torchat_core::MsgId(id.0)
+}
+
+fn sync_info(m: SyncMeta) -> st::SyncInfo {
+    st::SyncInfo {
+        seq: m.seq,
+        time: m.time.as_millis(),
+        sig: m.sig,
+    }
+}
+
+fn sync_meta(s: st::SyncInfo) -> SyncMeta {
+    SyncMeta {
+        seq: s.seq,
+        time: Timestamp::from_millis(s.time),
+        sig: s.sig,
+    }
+}
+
+/// A stored group message as the core's full copy (for answering a want).
+pub(crate) fn sync_copy(m: &st::StoredMessage) -> Option<SyncCopy> {
+    Some(SyncCopy {
+        speaker: m.msg.sender.clone(),
+        meta: sync_meta(m.msg.sync?),
+        text: m.msg.text.clone(),
+    })
 }
 
 fn kind(k: BuddyKind) -> st::BuddyKind {
@@ -27,28 +55,6 @@ fn core_kind(k: st::BuddyKind) -> BuddyKind {
         st::BuddyKind::Permanent => BuddyKind::Permanent,
         st::BuddyKind::Temporary => BuddyKind::Temporary,
         st::BuddyKind::Blocked => BuddyKind::Blocked,
-    }
-}
-
-pub(crate) fn trust(t: Trust) -> st::Trust {
-    match t {
-        Trust::Direct { .. } => st::Trust::Direct,
-        Trust::Relayed { k, n } => st::Trust::Relayed { k, n },
-        Trust::Unconfirmed { k, n } => st::Trust::Unconfirmed { k, n },
-        Trust::Signed { k, n } => st::Trust::Signed { k, n },
-        Trust::Own => st::Trust::Own,
-    }
-}
-
-fn core_trust(t: st::Trust, claims: u32) -> Trust {
-    match t {
-        st::Trust::Direct => Trust::Direct {
-            confirmations: claims,
-        },
-        st::Trust::Signed { k, n } => Trust::Signed { k, n },
-        st::Trust::Relayed { k, n } => Trust::Relayed { k, n },
-        st::Trust::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
-        st::Trust::Own => Trust::Own,
     }
 }
 
@@ -106,6 +112,7 @@ pub(crate) fn ops(
             timestamp: at.as_millis(),
             delivery: None,
             trust: None,
+            sync: None,
         })],
         Record::MessageOut {
             id,
@@ -122,6 +129,7 @@ pub(crate) fn ops(
             timestamp: at.as_millis(),
             delivery: Some(delivery(state)),
             trust: None,
+            sync: None,
         })],
         Record::MessageDelivery { id, state } => {
             vec![Op::UpdateDelivery {
@@ -173,6 +181,7 @@ pub(crate) fn ops(
             text,
             at,
             trust: t,
+            sync,
         } => {
             let own = t == Trust::Own;
             vec![Op::InsertMessage(st::Message {
@@ -183,8 +192,35 @@ pub(crate) fn ops(
                 text,
                 timestamp: at.as_millis(),
                 delivery: own.then_some(st::Delivery::Queued),
-                trust: Some(trust(t)),
+                trust: Some(t),
+                sync: sync.map(sync_info),
             })]
+        }
+        Record::GroupMessageSync { id, sync } => vec![Op::SetSyncInfo {
+            id: msg_id(id),
+            sync: sync_info(sync),
+        }],
+        Record::SyncSeq { gid, next } => vec![Op::SetSyncSeq { gid, next }],
+        Record::SyncVector {
+            gid,
+            member,
+            speaker,
+            held,
+        } => vec![Op::SetSyncVector {
+            gid,
+            member,
+            speaker,
+            held,
+        }],
+        Record::PeerExtensions { id, extensions } => {
+            let extensions = extensions
+                .into_iter()
+                .filter(|e| {
+                    !e.is_empty() && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+                })
+                .take(64)
+                .collect();
+            vec![Op::SetPeerExtensions { id, extensions }]
         }
         Record::GroupTrust {
             id,
@@ -193,7 +229,7 @@ pub(crate) fn ops(
         } => {
             let mut v = vec![Op::UpdateTrust {
                 id: msg_id(id),
-                trust: trust(t),
+                trust: t,
             }];
             for c in claimants {
                 v.push(Op::AddClaim(st::Claim {
@@ -204,13 +240,20 @@ pub(crate) fn ops(
             }
             v
         }
-        Record::GroupDelivery { id, delivered, of } => {
-            let d = if of == 0 {
-                st::Delivery::Sent // nobody else in the group: nothing to wait for
-            } else if delivered == 0 {
-                st::Delivery::Queued
-            } else {
+        Record::GroupDelivery {
+            id,
+            delivered,
+            sent,
+            ..
+        } => {
+            // Delivered only with acknowledgements; written somewhere (or nobody else in the
+            // group) is `sent`.
+            let d = if delivered > 0 {
                 st::Delivery::Delivered(delivered)
+            } else if sent {
+                st::Delivery::Sent
+            } else {
+                st::Delivery::Queued
             };
             vec![Op::UpdateDelivery {
                 id: msg_id(id),
@@ -259,10 +302,14 @@ fn delivery(d: Delivery) -> st::Delivery {
     match d {
         Delivery::Queued => st::Delivery::Queued,
         Delivery::Sent => st::Delivery::Sent,
+        Delivery::Delivered => st::Delivery::Delivered(1),
     }
 }
 
 /// Feeds everything the store holds into a fresh core (before `start`).
+/// Rows of one conversation read at most at start for the torchat_sync 1:1 state.
+const RESTORE_SCAN: usize = 20_000;
+
 pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
     for b in store.buddies()? {
         node.restore_buddy(b.id.clone(), core_kind(b.kind), b.alias.clone());
@@ -275,12 +322,61 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
         };
         node.restore_buddy_info(&b.id, info);
     }
-    // 1:1 messages that were never sent (an index finds them; the history is not read), with
-    // the time they were written (sent along to peers that take delayed messages).
+    // 1:1 messages never sent (an index finds them; the history is not read), with the time
+    // they were written (sent along to peers that take delayed messages).
     for m in store.queued_messages()? {
         if let Conversation::Buddy(id) = m.msg.conversation {
             let at = Timestamp::from_millis(m.msg.timestamp);
             node.restore_queued_at(core_msg_id(m.msg.id), id, m.msg.text, at);
+        }
+    }
+    // torchat_sync 1:1 state, from the newest end of each conversation (at most
+    // RESTORE_SCAN rows each, so a long history does not slow the start): messages sent to a
+    // sync peer and not acknowledged, and the ids of recent incoming messages.
+    let keep = node.config().max_received_ids_per_buddy;
+    let max_unacked = node.config().max_unacked_per_buddy;
+    let sync_peers: std::collections::BTreeSet<OnionId> = store
+        .peer_extensions()?
+        .into_iter()
+        .filter(|(_, exts)| exts.iter().any(|e| e == torchat_core::SYNC_EXT))
+        .map(|(id, _)| id)
+        .collect();
+    for conv in store.conversations()? {
+        let Conversation::Buddy(id) = &conv else {
+            continue;
+        };
+        let sync = sync_peers.contains(id);
+        let (mut before, mut scanned) = (None, 0usize);
+        let mut unacked = vec![];
+        let mut received = vec![];
+        while scanned < RESTORE_SCAN
+            && (received.len() < keep || (sync && unacked.len() < max_unacked))
+        {
+            let page = store.history(&conv, before, 500)?;
+            let Some(first) = page.first() else { break };
+            before = Some(first.row);
+            scanned += page.len();
+            for m in page.iter().rev() {
+                match (m.msg.direction, m.msg.delivery) {
+                    (Direction::Out, Some(st::Delivery::Sent))
+                        if sync && unacked.len() < max_unacked =>
+                    {
+                        unacked.push(m.msg.clone())
+                    }
+                    (Direction::In, _) if received.len() < keep => received.push(m.msg.id),
+                    _ => {}
+                }
+            }
+            if page.len() < 500 {
+                break;
+            }
+        }
+        for m in unacked.into_iter().rev() {
+            let at = Timestamp::from_millis(m.timestamp);
+            node.restore_unacked(core_msg_id(m.id), id.clone(), m.text, at);
+        }
+        for r in received.into_iter().rev() {
+            node.restore_received(id, core_msg_id(r));
         }
     }
     for g in store.groups()? {
@@ -297,26 +393,49 @@ pub(crate) fn restore(store: &dyn Store, node: &mut Node) -> st::Result<()> {
             g.invited_by.clone(),
             members,
         );
+        // Invited and joined then (or created then): nothing older is fetched for us.
+        if g.invited_by.is_some() {
+            node.restore_sync_floor(&g.gid, Timestamp::from_millis(g.created_at));
+        }
+        for (member, speaker, held) in store.sync_vectors(&g.gid)? {
+            node.restore_sync_vector(&g.gid, &member, &speaker, held);
+        }
         let conv = Conversation::Group(g.gid.clone());
         let limit = node.config().max_tracked_messages;
         for m in store.history(&conv, None, limit)? {
             let Some(t) = m.msg.trust else { continue };
+            if let (Trust::Own, Some(s)) = (t, m.msg.sync) {
+                let delivered = match m.msg.delivery {
+                    Some(st::Delivery::Delivered(k)) => k,
+                    _ => 0,
+                };
+                node.restore_sync_own(&g.gid, s.seq, core_msg_id(m.msg.id), delivered);
+                continue;
+            }
             let claims: Vec<OnionId> = store
                 .claims(&m.msg.id)?
                 .into_iter()
                 .map(|c| c.claimant)
                 .collect();
-            let n = u32::try_from(claims.len()).unwrap_or(u32::MAX);
             node.restore_group_message(
                 &g.gid,
                 core_msg_id(m.msg.id),
                 m.msg.sender,
                 m.msg.text,
                 Timestamp::from_millis(m.msg.timestamp),
-                core_trust(t, n),
+                t,
                 claims,
             );
+            if let Some(s) = m.msg.sync {
+                node.restore_group_sync_meta(&g.gid, core_msg_id(m.msg.id), sync_meta(s));
+            }
         }
+    }
+    for (gid, next) in store.sync_seqs()? {
+        node.restore_sync_seq(&gid, next);
+    }
+    for (id, exts) in store.peer_extensions()? {
+        node.restore_peer_extensions(&id, exts);
     }
     restore_requests(store, node)?;
     for q in store.queued_packets()? {

@@ -136,6 +136,11 @@ pub fn scenario(seed: u64, cfg: &ExploreConfig) -> Scenario {
     }
     say.sort_by(|a, b| a.at.total_cmp(&b.at));
     let (latency, jitter) = (r.range(0.2, 1.0), r.range(0.0, 1.0));
+    // Mostly torchat_sync members; sometimes a mixed group with seed-only members.
+    let mut core = crate::scenario::CoreOverrides::default();
+    if r.chance(0.3) {
+        core.seed_only = (0..n).filter(|_| r.chance(0.4)).collect();
+    }
     Scenario {
         name: format!("explore-{seed}"),
         description: "random faults".into(),
@@ -148,8 +153,9 @@ pub fn scenario(seed: u64, cfg: &ExploreConfig) -> Scenario {
             connect_fail: r.range(0.5, 5.0),
             start_spread: r.range(0.0, 10.0),
             link: Vec::new(),
+            signed: false,
         },
-        core: Default::default(),
+        core,
         group: Default::default(),
         down: Vec::new(),
         flap,

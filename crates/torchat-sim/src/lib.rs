@@ -8,9 +8,13 @@
 //! - **Determinism**: every random choice, including each node's RNG, comes from ChaCha20
 //!   seeded from the scenario seed; the same scenario and seed give a byte-identical report.
 //! - **Invariants**: no member shows a message twice; a message is never shown `(Direct)`
-//!   unless its speaker delivered that `groupchat_message` line to the member; members
-//!   connected (at the end) to a direct receiver have the message; member lists agree at the
-//!   end. Violations are listed in the [`Report`].
+//!   unless its speaker delivered that line to the member; members connected (at the end) to a
+//!   direct receiver have the message; with `torchat_sync`, a message held by any member
+//!   reaches every member connected to it long enough, an acknowledgement never names a member
+//!   that does not hold the message, and no node stores two messages with one sequence number;
+//!   member lists agree at the end. Violations are listed in the [`Report`].
+//! - **Sweeps**: [`sweep`] (plain group chat against the seed's redundancy) and [`sync_sweep`]
+//!   (cost per message with and without `torchat_sync`, delivery under churn).
 //!
 //! ```
 //! let sc = torchat_sim::Scenario::from_toml(r#"
@@ -35,10 +39,12 @@ pub mod scenario;
 pub mod sim;
 pub mod store;
 pub mod sweep;
+pub mod sync_sweep;
 
-pub use report::{Display, MessageReport, Report, Totals, TrustView};
+pub use report::{Display, MessageReport, Report, Totals};
 pub use scenario::{Mode, Scenario};
 pub use sim::{node_id, Options, Sim, WireLine};
+pub use torchat_core::Trust;
 
 /// Runs one seed of a scenario with default options.
 pub fn run(sc: &Scenario, seed: u64) -> Result<Report, String> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use torchat_sim::{sweep, Options, Scenario, Sim};
+use torchat_sim::{sweep, sync_sweep, Options, Scenario, Sim};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +71,25 @@ enum Cmd {
         /// Small and quick: sizes 5,10, two seeds (for a smoke test).
         #[arg(long)]
         quick: bool,
+    },
+    /// The torchat_sync sweep: cost per message against group size with and without the
+    /// extension, and delivery under churn.
+    SyncSweep {
+        /// Output directory.
+        #[arg(long, default_value = "docs/sim")]
+        out: PathBuf,
+        /// Group sizes (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "3,5,10,20,30,50,100")]
+        sizes: Vec<usize>,
+        /// Seeds of the churn scenarios.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Worker threads (default: available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Skip the churn scenarios.
+        #[arg(long)]
+        no_churn: bool,
     },
 }
 
@@ -205,6 +224,36 @@ fn main() -> ExitCode {
             print!("{}", sweep::markdown(&result, &cfg));
             eprintln!(
                 "sweep done in {:.1} s; wrote {}/{{delivery.svg,transmissions.svg,sweep.md,sweep.csv,transmissions.csv}}",
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::SyncSweep {
+            out,
+            sizes,
+            seeds,
+            threads,
+            no_churn,
+        } => {
+            let mut cfg = sync_sweep::SyncSweepConfig {
+                sizes,
+                seeds: (1..=seeds).collect(),
+                churn: !no_churn,
+                ..Default::default()
+            };
+            if let Some(t) = threads {
+                cfg.threads = t;
+            }
+            let started = std::time::Instant::now();
+            let result = sync_sweep::run(&cfg, &|line| eprintln!("{line}"));
+            if let Err(e) = sync_sweep::write(&result, &cfg, &out) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            print!("{}", sync_sweep::markdown(&result, &cfg));
+            eprintln!(
+                "sync sweep done in {:.1} s; wrote {}/{{sync.md,sync-cost.csv,sync-*.svg}}",
                 started.elapsed().as_secs_f64(),
                 out.display()
             );

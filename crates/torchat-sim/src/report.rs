@@ -6,75 +6,6 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use torchat_core::Trust;
 
-/// A trust state as data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind")]
-pub enum TrustView {
-    /// Received from the speaker; `confirmations` other members vouched too.
-    Direct {
-        /// Members vouching as well.
-        confirmations: u32,
-    },
-    /// Relayed only: `k` of `n` vouch.
-    Relayed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only, although the speaker was connected: possibly forged.
-    Unconfirmed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only, with the speaker's valid signature.
-    Signed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// The speaker's own message.
-    Own,
-}
-
-impl From<Trust> for TrustView {
-    fn from(t: Trust) -> Self {
-        match t {
-            Trust::Direct { confirmations } => TrustView::Direct { confirmations },
-            Trust::Relayed { k, n } => TrustView::Relayed { k, n },
-            Trust::Unconfirmed { k, n } => TrustView::Unconfirmed { k, n },
-            Trust::Signed { k, n } => TrustView::Signed { k, n },
-            Trust::Own => TrustView::Own,
-        }
-    }
-}
-
-impl TrustView {
-    /// The core's label: `(Direct)`, `(8 of 10)`, …
-    pub fn label(&self) -> String {
-        self.trust().label()
-    }
-
-    /// Back to the core's type.
-    pub fn trust(&self) -> Trust {
-        match *self {
-            TrustView::Direct { confirmations } => Trust::Direct { confirmations },
-            TrustView::Relayed { k, n } => Trust::Relayed { k, n },
-            TrustView::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
-            TrustView::Signed { k, n } => Trust::Signed { k, n },
-            TrustView::Own => Trust::Own,
-        }
-    }
-
-    /// Whether it is `Direct`.
-    pub fn is_direct(&self) -> bool {
-        matches!(self, TrustView::Direct { .. })
-    }
-}
-
 /// One member's view of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Display {
@@ -83,9 +14,9 @@ pub struct Display {
     /// When it was shown (seconds of virtual time).
     pub shown_at: f64,
     /// Trust when it was shown.
-    pub first: TrustView,
+    pub first: Trust,
     /// Trust at the end of the run.
-    pub last: TrustView,
+    pub last: Trust,
     /// Label of `last`.
     pub label: String,
     /// Members vouching for it at the end (node numbers), as the last update said.
@@ -119,7 +50,7 @@ pub struct MessageReport {
     pub missing: Vec<usize>,
     /// Every member that showed it, by node.
     pub displays: Vec<Display>,
-    /// `groupchat_message` + `groupchat_echoed_message` lines written for it (lines of
+    /// Full copies written for it (speaker's, echoes, relayed or pulled sync copies; lines of
     /// repeated texts are split evenly between the repeats).
     pub lines: f64,
     /// Bytes of those lines (with the LF).
@@ -139,12 +70,18 @@ pub struct Totals {
     pub lines: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// `groupchat_message` lines written.
+    /// Full copies written by their speaker: `groupchat_message`, `groupchat_signed_message`,
+    /// `groupchat_sync_message` from the speaker.
     pub message_lines: u64,
-    /// `groupchat_echoed_message` lines written (forged ones included).
+    /// Full copies written by other members: `groupchat_echoed_message` (forged ones
+    /// included), `groupchat_signed_echo`, `groupchat_sync_message` relayed or pulled.
     pub echo_lines: u64,
-    /// Bytes of both kinds.
+    /// Bytes of both kinds (the payload).
     pub group_bytes: u64,
+    /// Control lines of `torchat_sync`: acks, digests, wants, ends, tells.
+    pub digest_lines: u64,
+    /// Their bytes.
+    pub digest_bytes: u64,
     /// Lines lost in flight (a link broke, or the receiver had closed the connection).
     pub lost_lines: u64,
     /// Of those, `groupchat_message` and `groupchat_echoed_message` lines.
@@ -280,7 +217,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  delivery {}/{} = {:.3}; lines {} ({} bytes), group lines {} + {} echoes ({} bytes), lost lines {}",
+            "  delivery {}/{} = {:.3}; lines {} ({} bytes), copies {} + {} relayed ({} bytes), sync control {} ({} bytes), lost lines {}",
             t.pairs_displayed,
             t.pairs_expected,
             t.delivery_ratio,
@@ -289,6 +226,8 @@ impl Report {
             t.message_lines,
             t.echo_lines,
             t.group_bytes,
+            t.digest_lines,
+            t.digest_bytes,
             t.lost_lines
         );
         let _ = writeln!(

@@ -79,6 +79,9 @@ pub struct Network {
     pub start_spread: f64,
     /// Per-link latency overrides.
     pub link: Vec<LinkLatency>,
+    /// Nodes have v3 ids made from ed25519 keys and sign their group messages (default:
+    /// legacy 16-character ids, nothing signed).
+    pub signed: bool,
 }
 
 impl Default for Network {
@@ -89,6 +92,7 @@ impl Default for Network {
             connect_fail: 2.0,
             start_spread: 0.0,
             link: Vec::new(),
+            signed: false,
         }
     }
 }
@@ -118,6 +122,14 @@ pub struct CoreOverrides {
     pub backoff_initial: Option<f64>,
     /// Reconnect delay cap (core default 600 s).
     pub backoff_max: Option<f64>,
+    /// Speak the extension `torchat_sync` (core default: yes). `false`: seed-only members.
+    pub sync: Option<bool>,
+    /// Nodes that do not speak `torchat_sync` (seed-only members in a mixed group).
+    pub seed_only: Vec<usize>,
+    /// Anti-entropy period of the extension (core default 120 s).
+    pub sync_interval: Option<f64>,
+    /// Acknowledgement / digest batching delay (core default 0.2 s).
+    pub sync_ack_delay: Option<f64>,
 }
 
 /// Group modes.
@@ -305,6 +317,10 @@ pub struct Checks {
     /// Every live member connected at the end (for longer than the settle window plus 5 s)
     /// to a member that received a message directly has that message (redundancy mode).
     pub relay_reaches_connected: bool,
+    /// With `torchat_sync`: every live member that has been connected to a member holding a
+    /// message for longer than the repair bound (3 × the anti-entropy period + 30 s) holds
+    /// it.
+    pub sync_reaches_connected: bool,
     /// Two members that are both running, with their link up, see each other online within
     /// this many seconds (checked every half second). Unset: not checked.
     pub reconnect_within: Option<f64>,
@@ -315,6 +331,7 @@ impl Default for Checks {
         Checks {
             members_agree: true,
             relay_reaches_connected: true,
+            sync_reaches_connected: true,
             reconnect_within: None,
         }
     }
@@ -396,6 +413,17 @@ impl Scenario {
         }
         for m in self.members() {
             node(m, "group.members")?;
+        }
+        for &m in &self.core.seed_only {
+            node(m, "core.seed_only")?;
+        }
+        for (v, what) in [
+            (self.core.sync_interval, "core.sync_interval"),
+            (self.core.sync_ack_delay, "core.sync_ack_delay"),
+        ] {
+            if let Some(v) = v {
+                time(v, what)?;
+            }
         }
         node(self.group.creator, "group.creator")?;
         time(self.group.accept_delay, "group.accept_delay")?;

@@ -34,6 +34,9 @@ pub struct Options {
     pub max_events_per_instant: u64,
     /// Keep a readable trace of group lines and group events (see [`Sim::trace`]).
     pub trace: bool,
+    /// Count group and sync lines (totals, per-message lines and bytes) only from this
+    /// virtual time on, in milliseconds (to measure a steady state).
+    pub count_from_ms: u64,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             max_events: 200_000_000,
             max_events_per_instant: 2_000_000,
             trace: false,
+            count_from_ms: 0,
         }
     }
 }
@@ -86,6 +90,17 @@ pub fn node_id(i: usize) -> OnionId {
         // Unreachable: the alphabet is base32 and the length is 16.
         Err(e) => panic!("bad generated id {s}: {e}"),
     }
+}
+
+/// The ed25519 key of node `i` when ids are signed (`[network] signed = true`): a fixed
+/// seed per node, (secret seed, public key).
+pub fn node_key(i: usize) -> ([u8; 32], [u8; 32]) {
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
+    (seed, pk)
 }
 
 type Key = (usize, Vec<u8>);
@@ -238,6 +253,8 @@ pub struct Sim {
     key_wire: BTreeMap<Key, (u64, u64)>,
     lost_keys: BTreeSet<(usize, Key)>,
     online_since: BTreeMap<(usize, usize), u64>,
+    /// (speaker, its local id) → truth index, for its own messages.
+    own_ids: BTreeMap<(usize, MsgId), usize>,
     /// Since when each pair of members could have been connected (both running, link up)
     /// without seeing each other online yet, and whether it was reported late.
     reconnecting: BTreeMap<(usize, usize), (u64, bool)>,
@@ -276,7 +293,15 @@ impl Sim {
         let mut master = ChaCha20Rng::seed_from_u64(seed);
         let node_seeds: Vec<u64> = (0..n).map(|_| master.next_u64()).collect();
         let net_seed = master.next_u64();
-        let ids: Vec<OnionId> = (0..n).map(node_id).collect();
+        let ids: Vec<OnionId> = (0..n)
+            .map(|i| {
+                if sc.network.signed {
+                    OnionId::from_ed25519_public_key(&node_key(i).1)
+                } else {
+                    node_id(i)
+                }
+            })
+            .collect();
         let index = ids
             .iter()
             .cloned()
@@ -329,6 +354,7 @@ impl Sim {
             key_wire: BTreeMap::new(),
             lost_keys: BTreeSet::new(),
             online_since: BTreeMap::new(),
+            own_ids: BTreeMap::new(),
             reconnecting: BTreeMap::new(),
             reconnect_times: Vec::new(),
             totals: Totals::default(),
@@ -714,7 +740,22 @@ impl Sim {
         self.tr(|| format!("n{i} start (incarnation {gen})"));
         let mut cfg = Config::new(self.ids[i].clone());
         cfg.profile_name = format!("n{i}").into_bytes();
+        if self.sc.network.signed {
+            cfg.signing_key = Some(node_key(i).0);
+        }
         let o = &self.sc.core;
+        if let Some(v) = o.sync {
+            cfg.sync = v;
+        }
+        if o.seed_only.contains(&i) {
+            cfg.sync = false;
+        }
+        if let Some(v) = o.sync_interval {
+            cfg.sync_interval = Duration::from_millis(ms(v).max(1));
+        }
+        if let Some(v) = o.sync_ack_delay {
+            cfg.sync_ack_delay = Duration::from_millis(ms(v));
+        }
         if let Some(v) = o.settle_window {
             cfg.settle_window = Duration::from_millis(ms(v));
         }
@@ -955,6 +996,13 @@ impl Sim {
                 Output::Transmit { conn, data } => self.on_transmit(i, conn, data, false),
                 Output::Close { conn } => self.on_close(i, conn),
                 Output::Event(e) => self.on_event(i, e),
+                Output::Load(req) => {
+                    let copies = self.slots[i].store.load(&req);
+                    let now = self.ts();
+                    if let Some(n) = self.slots[i].node.as_mut() {
+                        n.handle_loaded(req.token, copies, now);
+                    }
+                }
                 // The simulator moves no files.
                 Output::File(_) => {}
             }
@@ -1064,7 +1112,7 @@ impl Sim {
                     forged,
                 });
             }
-            if !body.starts_with(b"groupchat_") {
+            if !body.starts_with(b"groupchat_") || self.now < self.opts.count_from_ms {
                 continue;
             }
             if self.opts.trace {
@@ -1074,17 +1122,43 @@ impl Sim {
                 self.tr(|| format!("n{i} -> {to}{f}: {text}"));
             }
             let key = match Packet::decode(body) {
-                Ok(Packet::GroupMessage { text, .. }) => {
+                Ok(Packet::GroupMessage { text, .. } | Packet::GroupSignedMessage { text, .. }) => {
                     self.totals.message_lines += 1;
                     directs.push(text.clone());
                     (i, text)
                 }
-                Ok(Packet::GroupEchoedMessage { sender, text, .. }) => {
+                Ok(Packet::GroupSyncMessage { speaker, text, .. })
+                    if self.index.get(&speaker) == Some(&i) =>
+                {
+                    self.totals.message_lines += 1;
+                    directs.push(text.clone());
+                    (i, text)
+                }
+                Ok(
+                    Packet::GroupEchoedMessage { sender, text, .. }
+                    | Packet::GroupSignedEcho { sender, text, .. }
+                    | Packet::GroupSyncMessage {
+                        speaker: sender,
+                        text,
+                        ..
+                    },
+                ) => {
                     self.totals.echo_lines += 1;
                     match self.index.get(&sender) {
                         Some(&s) => (s, text),
                         None => continue,
                     }
+                }
+                Ok(
+                    Packet::GroupSyncAck { .. }
+                    | Packet::GroupSyncDigest { .. }
+                    | Packet::GroupSyncWant { .. }
+                    | Packet::GroupSyncEnd { .. }
+                    | Packet::GroupSyncTell { .. },
+                ) => {
+                    self.totals.digest_lines += 1;
+                    self.totals.digest_bytes += bytes;
+                    continue;
                 }
                 _ => continue,
             };
@@ -1224,7 +1298,10 @@ impl Sim {
             .as_mut()
             .map(|n| n.group_say(&gid, text.clone(), now));
         match r {
-            Some(Ok(_)) => self.by_key.entry((i, text)).or_default().push(m),
+            Some(Ok(id)) => {
+                self.own_ids.insert((i, id), m);
+                self.by_key.entry((i, text)).or_default().push(m)
+            }
             Some(Err(e)) => {
                 self.truths.pop();
                 self.notes.push(format!(
@@ -1386,6 +1463,9 @@ impl Sim {
                     }
                 }
             }
+            Event::GroupDelivery {
+                gid, id, delivered, ..
+            } => self.check_acks(i, &gid, id, delivered),
             Event::GroupInvite { gid, .. }
                 if self.gid.as_ref() == Some(&gid) && self.sc.group.auto_accept =>
             {
@@ -1512,6 +1592,44 @@ impl Sim {
         }
     }
 
+    /// Whether node `i` speaks `torchat_sync`.
+    fn is_sync(&self, i: usize) -> bool {
+        self.sc.core.sync.unwrap_or(true) && !self.sc.core.seed_only.contains(&i)
+    }
+
+    /// An acknowledgement never names a member that does not hold the message: every member
+    /// the speaker counts (and names, [`Node::sync_holders`]) has shown it.
+    fn check_acks(&mut self, i: usize, gid: &GroupId, id: MsgId, delivered: u32) {
+        let Some(&m) = self.own_ids.get(&(i, id)) else {
+            return;
+        };
+        let holders = self.slots[i]
+            .node
+            .as_ref()
+            .and_then(|n| n.sync_holders(gid, id))
+            .unwrap_or_default();
+        let t = secs(self.now);
+        for h in &holders {
+            let Some(&x) = self.index.get(h) else {
+                continue;
+            };
+            if !self.disp[x].contains_key(&m) {
+                self.violations.push(format!(
+                    "t={t:.1}s n{i} counts n{x} as holding #{m}, which n{x} never showed"
+                ));
+            }
+        }
+        // (The count never goes down: a member that acknowledged and left later still got it.)
+        let shown = (0..self.sc.nodes)
+            .filter(|x| self.disp[*x].contains_key(&m))
+            .count();
+        if delivered as usize > shown {
+            self.violations.push(format!(
+                "t={t:.1}s n{i} says #{m} is delivered to {delivered}, but {shown} members have it"
+            ));
+        }
+    }
+
     /// A message shown `(Direct)` at `i` needs a `groupchat_message` line from its speaker
     /// delivered to `i` — one per message with that text.
     fn check_direct(&mut self, i: usize, m: usize, id: MsgId) {
@@ -1614,8 +1732,8 @@ impl Sim {
                     displays.push(Display {
                         node: i,
                         shown_at: secs(d.shown_at),
-                        first: d.first.into(),
-                        last: d.last.into(),
+                        first: d.first,
+                        last: d.last,
                         label: d.last.label(),
                         claimants,
                         updates: d.updates,
@@ -1654,7 +1772,15 @@ impl Sim {
                                     .get(&(a, b))
                                     .is_some_and(|s| s.saturating_add(settle) <= end)
                             };
-                            if x != mm && members[x].alive && long(mm, x) && long(x, mm) {
+                            // Between two sync members (other than the speaker) the repair
+                            // has a longer bound: `sync_reaches_connected`.
+                            let both_sync = x != t.speaker && self.is_sync(x) && self.is_sync(mm);
+                            if !both_sync
+                                && x != mm
+                                && members[x].alive
+                                && long(mm, x)
+                                && long(x, mm)
+                            {
                                 violations.push(format!(
                                     "n{mm} never showed #{m} {:?} from n{} although it has been connected since t={:.1}s to n{x}, who {}",
                                     String::from_utf8_lossy(&t.text),
@@ -1665,6 +1791,41 @@ impl Sim {
                                 break;
                             }
                         }
+                    }
+                }
+            }
+            if t.forged_by.is_none()
+                && self.sc.check.sync_reaches_connected
+                && self.is_sync(t.speaker)
+            {
+                let bound = self
+                    .sc
+                    .core
+                    .sync_interval
+                    .map_or(120_000, ms)
+                    .saturating_mul(3)
+                    .saturating_add(30_000);
+                let cutoff = end.saturating_sub(bound);
+                let holders: Vec<usize> = (0..n)
+                    .filter(|x| self.disp[*x].get(&m).is_some_and(|d| d.shown_at <= cutoff))
+                    .chain(std::iter::once(t.speaker).filter(|_| t.at <= cutoff))
+                    .collect();
+                for &mm in &missing {
+                    if !members[mm].alive || members[mm].state != "Joined" || !self.is_sync(mm) {
+                        continue;
+                    }
+                    let since = |a: usize, b: usize| self.online_since.get(&(a, b)).copied();
+                    let long = |x: usize| matches!((since(mm, x), since(x, mm)), (Some(a), Some(b)) if a.max(b) <= cutoff);
+                    if let Some(&x) = holders
+                        .iter()
+                        .find(|x| **x != mm && members[**x].alive && self.is_sync(**x) && long(**x))
+                    {
+                        violations.push(format!(
+                            "n{mm} never got #{m} {:?} from n{} although it has been connected to n{x}, who holds it, for over {:.0} s",
+                            String::from_utf8_lossy(&t.text),
+                            t.speaker,
+                            secs(bound)
+                        ));
                     }
                 }
             }
@@ -1687,6 +1848,20 @@ impl Sim {
                 lines: lines as f64 / repeats,
                 bytes: bytes as f64 / repeats,
             });
+        }
+        // No node stores two messages with the same speaker and sequence number.
+        for i in 0..n {
+            let mut seen = BTreeSet::new();
+            for msg in &self.slots[i].store.messages {
+                if let Some(s) = msg.sync {
+                    if !seen.insert((msg.sender.clone(), s.seq)) {
+                        violations.push(format!(
+                            "n{i} stored two messages with sequence number {} of {}",
+                            s.seq, msg.sender
+                        ));
+                    }
+                }
+            }
         }
         self.violations.extend(violations);
         totals.outbox_pending = members.iter().map(|m| m.outbox).sum();
@@ -1735,7 +1910,6 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::TrustView;
 
     #[test]
     fn node_ids_are_valid_and_distinct() {
@@ -1743,17 +1917,5 @@ mod tests {
         assert_eq!(ids.len(), 2000);
         assert_eq!(node_id(0).as_str(), "nodeaaaaaaaaaaaa");
         assert_eq!(node_id(33).as_str(), "nodeabbaaaaaaaaa");
-    }
-
-    #[test]
-    fn trust_view_round_trips() {
-        for t in [
-            Trust::Direct { confirmations: 3 },
-            Trust::Relayed { k: 8, n: 10 },
-            Trust::Unconfirmed { k: 1, n: 4 },
-            Trust::Own,
-        ] {
-            assert_eq!(TrustView::from(t).trust(), t);
-        }
     }
 }

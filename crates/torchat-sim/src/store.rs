@@ -4,8 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use torchat_core::{torchat_wire::GroupId, Timestamp};
-use torchat_core::{BuddyKind, Delivery, GroupState, MsgId, Node, OutboxEntry, Record, Trust};
+use torchat_core::{
+    BuddyKind, Delivery, GroupState, LoadRequest, MsgId, Node, OutboxEntry, Record, SyncCopy,
+    SyncMeta, Trust,
+};
 use torchat_wire::OnionId;
+use torchat_wire::SeqSet;
 
 /// A stored group.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +41,10 @@ pub struct StoredMessage {
     pub trust: Trust,
     /// Latest claimants.
     pub claimants: Vec<OnionId>,
+    /// Sequence number, time, signature (extension `torchat_sync`).
+    pub sync: Option<SyncMeta>,
+    /// For our own: members known to hold it.
+    pub delivered: u32,
 }
 
 /// What a node has on disk.
@@ -54,6 +62,12 @@ pub struct Store {
     pub messages: Vec<StoredMessage>,
     /// Records applied so far.
     pub records: u64,
+    /// Next sequence number per group.
+    pub sync_seq: BTreeMap<GroupId, u64>,
+    /// (group, member, speaker) → held.
+    pub vectors: BTreeMap<(GroupId, OnionId, OnionId), SeqSet>,
+    /// What each peer announced.
+    pub extensions: BTreeMap<OnionId, Vec<String>>,
 }
 
 impl Store {
@@ -76,7 +90,7 @@ impl Store {
             } => self.queued.push((*id, to.clone(), text.clone())),
             Record::MessageDelivery {
                 id,
-                state: Delivery::Sent,
+                state: Delivery::Sent | Delivery::Delivered,
             } => self.queued.retain(|(q, _, _)| q != id),
             Record::Group {
                 gid,
@@ -113,6 +127,7 @@ impl Store {
                 text,
                 at,
                 trust,
+                sync,
             } => {
                 if let Some(m) = self.messages.iter_mut().find(|m| m.id == *id) {
                     m.trust = *trust;
@@ -125,8 +140,36 @@ impl Store {
                         at: *at,
                         trust: *trust,
                         claimants: Vec::new(),
+                        sync: *sync,
+                        delivered: 0,
                     });
                 }
+            }
+            Record::GroupMessageSync { id, sync } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == *id) {
+                    m.sync.get_or_insert(*sync);
+                }
+            }
+            Record::GroupDelivery { id, delivered, .. } => {
+                if let Some(m) = self.messages.iter_mut().rev().find(|m| m.id == *id) {
+                    m.delivered = m.delivered.max(*delivered);
+                }
+            }
+            Record::SyncSeq { gid, next } => {
+                let n = self.sync_seq.entry(gid.clone()).or_insert(0);
+                *n = (*n).max(*next);
+            }
+            Record::SyncVector {
+                gid,
+                member,
+                speaker,
+                held,
+            } => {
+                self.vectors
+                    .insert((gid.clone(), member.clone(), speaker.clone()), held.clone());
+            }
+            Record::PeerExtensions { id, extensions } => {
+                self.extensions.insert(id.clone(), extensions.clone());
             }
             Record::GroupTrust {
                 id,
@@ -162,8 +205,20 @@ impl Store {
         for (id, to, text) in &self.queued {
             node.restore_queued(*id, to.clone(), text.clone());
         }
+        for (gid, next) in &self.sync_seq {
+            node.restore_sync_seq(gid, *next);
+        }
+        for ((gid, member, speaker), held) in &self.vectors {
+            node.restore_sync_vector(gid, member, speaker, held.clone());
+        }
+        for (id, exts) in &self.extensions {
+            node.restore_peer_extensions(id, exts.clone());
+        }
         for m in &self.messages {
             if m.trust == Trust::Own {
+                if let Some(s) = m.sync {
+                    node.restore_sync_own(&m.gid, s.seq, m.id, m.delivered);
+                }
                 continue;
             }
             node.restore_group_message(
@@ -175,10 +230,31 @@ impl Store {
                 m.trust,
                 m.claimants.clone(),
             );
+            if let Some(s) = m.sync {
+                node.restore_group_sync_meta(&m.gid, m.id, s);
+            }
         }
         for e in &self.outbox {
             node.restore_outbox(e.clone());
         }
+    }
+}
+
+impl Store {
+    /// The stored copies a [`torchat_core::Output::Load`] asks for.
+    pub fn load(&self, req: &LoadRequest) -> Vec<SyncCopy> {
+        let mut out: BTreeMap<u64, SyncCopy> = BTreeMap::new();
+        for m in &self.messages {
+            let Some(s) = m.sync else { continue };
+            if m.gid == req.gid && m.sender == req.speaker && (req.from..=req.to).contains(&s.seq) {
+                out.entry(s.seq).or_insert_with(|| SyncCopy {
+                    speaker: m.sender.clone(),
+                    meta: s,
+                    text: m.text.clone(),
+                });
+            }
+        }
+        out.into_values().collect()
     }
 }
 
@@ -227,6 +303,7 @@ mod tests {
             text: b"hi".to_vec(),
             at: Timestamp::from_millis(5),
             trust: Trust::Relayed { k: 1, n: 3 },
+            sync: None,
         });
         s.apply(&Record::GroupTrust {
             id: MsgId([9; 16]),

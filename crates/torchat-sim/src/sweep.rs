@@ -1,5 +1,6 @@
-//! The comparison sweep: plain group chat (`noredundancy`) against the redundancy extension,
-//! over group sizes and link-failure probabilities, and wire cost against the (n−1)² bound.
+//! The comparison sweep: plain group chat (`noredundancy`) against the redundancy extension
+//! as the seed specifies it (members without `torchat_sync`), over group sizes and
+//! link-failure probabilities, and wire cost against the (n−1)² bound.
 //!
 //! In every run each pair link is independently down for the whole run with probability p
 //! (the same draw for both modes, so the comparison is paired), the group is bootstrapped
@@ -137,7 +138,12 @@ pub fn scenario(n: usize, p: f64, mode: Mode, seed: u64) -> Scenario {
             start_spread: 10.0,
             ..Network::default()
         },
-        core: Default::default(),
+        // Today's comparison: members that speak only the seed (torchat_sync is measured by
+        // `sync_sweep`).
+        core: crate::scenario::CoreOverrides {
+            sync: Some(false),
+            ..Default::default()
+        },
         group: crate::scenario::GroupSetup {
             mode,
             ..Default::default()
@@ -212,7 +218,11 @@ fn run_one(n: usize, p: f64, mode: Mode, seed: u64) -> RunOut {
 }
 
 /// Runs `jobs` on `threads` threads; results in job order (deterministic).
-fn parallel<J: Sync, R: Send>(jobs: &[J], threads: usize, f: impl Fn(&J) -> R + Sync) -> Vec<R> {
+pub(crate) fn parallel<J: Sync, R: Send>(
+    jobs: &[J],
+    threads: usize,
+    f: impl Fn(&J) -> R + Sync,
+) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|s| {

@@ -1,7 +1,7 @@
 //! The scenario files in `scenarios/`, run with assertions on what each member shows.
 #![allow(clippy::unwrap_used)]
 
-use torchat_sim::{Options, Report, Scenario, Sim, TrustView};
+use torchat_sim::{Options, Report, Scenario, Sim, Trust};
 
 fn load(name: &str) -> Scenario {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,7 +27,7 @@ fn run_clean(sc: &Scenario) -> Vec<Report> {
         .collect()
 }
 
-fn nodes_with(r: &Report, text: &str, pred: impl Fn(&TrustView) -> bool) -> Vec<usize> {
+fn nodes_with(r: &Report, text: &str, pred: impl Fn(&Trust) -> bool) -> Vec<usize> {
     r.message(text)
         .unwrap()
         .displays
@@ -45,11 +45,11 @@ fn seed_example_direct_and_8_of_10() {
         let text = "I'm partially disconnected from 2 users";
         let m = r.message(text).unwrap();
         assert_eq!(m.delivered, 10, "{}", r.to_text());
-        let direct = nodes_with(&r, text, |t| t.is_direct());
+        let direct = nodes_with(&r, text, |t| matches!(t, Trust::Direct { .. }));
         assert_eq!(direct, (1..=8).collect::<Vec<_>>(), "{}", r.to_text());
         for d in m.displays.iter().filter(|d| d.node >= 9) {
-            assert_eq!(d.first, TrustView::Relayed { k: 8, n: 10 });
-            assert_eq!(d.last, TrustView::Relayed { k: 8, n: 10 });
+            assert_eq!(d.first, Trust::Relayed { k: 8, n: 10 });
+            assert_eq!(d.last, Trust::Relayed { k: 8, n: 10 });
             assert_eq!(d.label, "(8 of 10)");
             // Shown after the settle window that the first claim opened.
             assert!(d.shown_at >= m.at + 10.0, "{d:?}");
@@ -57,8 +57,8 @@ fn seed_example_direct_and_8_of_10() {
         }
         for d in m.displays.iter().filter(|d| d.node <= 8) {
             assert_eq!(d.label, "(Direct)");
-            assert_eq!(d.first, TrustView::Direct { confirmations: 0 });
-            assert_eq!(d.last, TrustView::Direct { confirmations: 7 });
+            assert_eq!(d.first, Trust::Direct { confirmations: 0 });
+            assert_eq!(d.last, Trust::Direct { confirmations: 7 });
         }
         // Every one of the 8 direct receivers echoed to the 9 members other than itself and
         // the speaker.
@@ -77,15 +77,18 @@ fn forged_echo_is_unconfirmed_with_k_1() {
         let shown: Vec<usize> = forged.displays.iter().map(|d| d.node).collect();
         assert_eq!(shown, vec![1, 2, 3, 4], "{}", r.to_text());
         for d in &forged.displays {
-            assert_eq!(d.first, TrustView::Unconfirmed { k: 1, n: 5 });
-            assert_eq!(d.last, TrustView::Unconfirmed { k: 1, n: 5 });
+            assert_eq!(d.first, Trust::Unconfirmed { k: 1, n: 5 });
+            assert_eq!(d.last, Trust::Unconfirmed { k: 1, n: 5 });
             assert_eq!(d.label, "(UNCONFIRMED 1 of 5)");
             assert_eq!(d.claimants, vec![5]);
         }
         // The genuine message is unaffected.
         let real = r.message("a real message").unwrap();
         assert_eq!(real.delivered, 5);
-        assert!(real.displays.iter().all(|d| d.last.is_direct()));
+        assert!(real
+            .displays
+            .iter()
+            .all(|d| matches!(d.last, Trust::Direct { .. })));
     }
 }
 
@@ -100,9 +103,9 @@ fn repeated_messages_are_separate() {
             assert_eq!(m.delivered, 5, "{}", r.to_text());
             for d in &m.displays {
                 if d.node == 5 {
-                    assert_eq!(d.last, TrustView::Relayed { k: 4, n: 5 }, "{}", r.to_text());
+                    assert_eq!(d.last, Trust::Relayed { k: 4, n: 5 }, "{}", r.to_text());
                 } else {
-                    assert_eq!(d.last, TrustView::Direct { confirmations: 3 });
+                    assert_eq!(d.last, Trust::Direct { confirmations: 3 });
                 }
             }
         }
@@ -130,15 +133,10 @@ fn late_direct_copy_upgrades_to_direct() {
     for r in run_clean(&sc) {
         let m = r.message("are you there?").unwrap();
         let d = m.displays.iter().find(|d| d.node == 5).unwrap();
-        assert_eq!(
-            d.first,
-            TrustView::Relayed { k: 4, n: 5 },
-            "{}",
-            r.to_text()
-        );
+        assert_eq!(d.first, Trust::Relayed { k: 4, n: 5 }, "{}", r.to_text());
         assert_eq!(
             d.last,
-            TrustView::Direct { confirmations: 4 },
+            Trust::Direct { confirmations: 4 },
             "{}",
             r.to_text()
         );
@@ -189,7 +187,7 @@ fn restarted_member_delivers_its_stored_outbox() {
         assert!(r.violations.is_empty(), "{}", r.to_text());
         let m = r.message("for n4, eventually").unwrap();
         let d = m.displays.iter().find(|d| d.node == 4).unwrap();
-        assert!(d.last.is_direct(), "{}", r.to_text());
+        assert!(matches!(d.last, Trust::Direct { .. }), "{}", r.to_text());
         // The copy n4 got came from n0's second incarnation (rebuilt from its records).
         let sent: Vec<_> = wire
             .iter()
@@ -223,7 +221,10 @@ fn noredundancy_sends_no_echoes() {
         assert_eq!(r.totals.echo_lines, 0);
         let m = r.message("plain").unwrap();
         assert_eq!(m.missing, vec![5]);
-        assert!(m.displays.iter().all(|d| d.last.is_direct()));
+        assert!(m
+            .displays
+            .iter()
+            .all(|d| matches!(d.last, Trust::Direct { .. })));
         assert_eq!(r.message("plain too").unwrap().delivered, 5);
     }
 }
@@ -329,6 +330,60 @@ fn random_scenarios_with_leaves_keep_the_invariants() {
 #[test]
 fn concurrent_invites_agree() {
     run_clean(&load("invite-concurrent"));
+}
+
+/// A mixed group: seed-only members among torchat_sync members. Every message reaches every
+/// member; seed-only members get the seed's packets (never a sync packet).
+#[test]
+fn mixed_group_delivers_everything_and_keeps_the_invariants() {
+    let sc = load("mixed");
+    for seed in &sc.seeds {
+        let sim = Sim::new(
+            &sc,
+            *seed,
+            Options {
+                record_wire: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut sim = sim;
+        sim.run_until(f64::INFINITY);
+        for w in sim.wire() {
+            if w.to.is_some_and(|t| t >= 6) {
+                assert!(!w.text().starts_with("groupchat_sync_"), "{}", w.text());
+            }
+        }
+        let r = sim.report();
+        assert!(r.violations.is_empty(), "{}", r.to_text());
+        for m in &r.messages {
+            assert_eq!(m.delivered, m.expected.len(), "{}", r.to_text());
+        }
+    }
+}
+
+/// torchat_sync under churn: away for hours, a healed partition, a speaker dying after
+/// reaching one member: every message reaches every member running at the end.
+#[test]
+fn sync_churn_delivers_everything() {
+    let sc = load("sync-churn");
+    for r in run_clean(&sc) {
+        for m in &r.messages {
+            let missing: Vec<usize> = m
+                .missing
+                .iter()
+                .copied()
+                .filter(|x| r.members[*x].alive)
+                .collect();
+            assert!(missing.is_empty(), "{}", r.to_text());
+        }
+        // The member that came back after two hours got what was said while it was away.
+        let away = r.message("while n7 is away").unwrap();
+        assert!(away.displays.iter().any(|d| d.node == 7), "{}", r.to_text());
+        // Those n5 could not reach got its last words from the one it reached.
+        let last = r.message("last words of n5").unwrap();
+        assert!(last.displays.iter().any(|d| d.node == 3), "{}", r.to_text());
+    }
 }
 
 /// Churn (issue "links that come back"): three members crash and restart 24 times in all

@@ -6,8 +6,10 @@
 //! - [`MemoryStore`]: in memory, for tests and the simulator.
 //!
 //! What is kept: identity settings (key/value, see [`keys`]), [`Buddy`]s, [`Group`]s and their
-//! [`Member`]s, every [`Message`] (1:1 and group) with its delivery and trust state, the
-//! [`Claim`]s behind group trust, and the outbox of pending transmissions ([`OutboxEntry`]).
+//! [`Member`]s, every [`Message`] (1:1 and group) with its delivery and trust state and its
+//! [`SyncInfo`], the [`Claim`]s behind group trust, the outbox of pending transmissions
+//! ([`OutboxEntry`]), and the state of the extension `torchat_sync`: the next sequence number
+//! per group, what each member holds per speaker ([`SeqSet`]), what each peer supports.
 //!
 //! Guarantees:
 //! - **durable on return**: each write method, and each [`Store::apply`] batch, is one
@@ -19,8 +21,9 @@
 //!   entries per (message, destination) and members per (group, member). After a `kill -9` the
 //!   node can redo its last steps without losing or duplicating anything.
 //!
-//! The store knows nothing of the protocol core or of async runtimes; the node maps core
-//! records to [`Op`]s (ideally one [`Store::apply`] per core step).
+//! The store knows nothing of the protocol's logic (it shares only the core's `Trust` type) or
+//! of async runtimes; the node maps core records to [`Op`]s (ideally one [`Store::apply`] per
+//! core step).
 //!
 //! ```
 //! use torchat_store::{Conversation, Direction, MemoryStore, Message, MsgId, Store};
@@ -38,6 +41,7 @@
 //!     timestamp: 1_700_000_000_000,
 //!     delivery: None,
 //!     trust: None,
+//!     sync: None,
 //! };
 //! assert!(store.insert_message(msg.clone())?); // new
 //! assert!(!store.insert_message(msg)?); // replay: no duplicate
@@ -60,8 +64,9 @@ pub use memory::MemoryStore;
 pub use op::{Op, MAX_TIME};
 pub use sqlite::{Diagnostics, SqliteStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use store::Store;
+pub use torchat_wire::SeqSet;
 pub use types::{
     keys, Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Group, GroupState, Member,
     Message, MsgId, OutboxEntry, QueuedPacket, Request, RequestMessage, RowId, StoredMessage,
-    Transfer, Trust, TRANSFER_STATES,
+    SyncInfo, Transfer, Trust, TRANSFER_STATES,
 };

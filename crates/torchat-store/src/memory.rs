@@ -7,7 +7,7 @@ use torchat_wire::{GroupId, OnionId};
 use crate::op::validate_all;
 use crate::{
     Buddy, Claim, Conversation, Delivery, Direction, Error, Group, Member, MsgId, Op, OutboxEntry,
-    QueuedPacket, Result, RowId, Store, StoredMessage, Transfer,
+    QueuedPacket, Result, RowId, SeqSet, Store, StoredMessage, Transfer,
 };
 
 /// A [`Store`] kept in memory: same semantics as [`SqliteStore`](crate::SqliteStore) (ordering,
@@ -36,6 +36,14 @@ struct State {
     outbox: BTreeMap<(MsgId, String), OutboxEntry>,
     /// Queued packets in insertion order.
     packets: Vec<QueuedPacket>,
+    /// (conversation, sender, sequence number) → row, for sync messages.
+    by_seq: BTreeMap<(String, String, u64), u64>,
+    /// gid → next sequence number.
+    sync_seq: BTreeMap<String, u64>,
+    /// (gid, member, speaker) → held.
+    vectors: BTreeMap<(String, String, String), SeqSet>,
+    /// peer → extensions.
+    exts: BTreeMap<String, Vec<String>>,
     /// File transfers by id.
     transfers: BTreeMap<u64, Transfer>,
     /// Contact requests by stranger id.
@@ -55,6 +63,14 @@ impl MemoryStore {
 
 fn b(x: bool) -> u64 {
     u64::from(x)
+}
+
+/// The conversation as the SQLite store's `conv` column holds it.
+fn conv_key(c: &Conversation) -> String {
+    match c {
+        Conversation::Buddy(id) => id.as_str().to_owned(),
+        Conversation::Group(g) => g.as_str().to_owned(),
+    }
 }
 
 impl State {
@@ -105,12 +121,26 @@ impl State {
                 .remove(&(gid.as_str().to_owned(), id.as_str().to_owned()))
                 .is_some()),
             Op::InsertMessage(msg) => {
-                if self.by_id.contains_key(&msg.id) {
+                let seq_key = msg.sync.map(|s| {
+                    (
+                        conv_key(&msg.conversation),
+                        msg.sender.as_str().to_owned(),
+                        s.seq,
+                    )
+                });
+                if self.by_id.contains_key(&msg.id)
+                    || seq_key
+                        .as_ref()
+                        .is_some_and(|k| self.by_seq.contains_key(k))
+                {
                     0
                 } else {
                     self.last_row += 1;
                     let row = self.last_row;
                     self.by_id.insert(msg.id, row);
+                    if let Some(k) = seq_key {
+                        self.by_seq.insert(k, row);
+                    }
                     self.messages.insert(
                         row,
                         StoredMessage {
@@ -188,6 +218,77 @@ impl State {
                 let before = self.packets.len();
                 self.packets.retain(|p| p.id != *id);
                 (before - self.packets.len()) as u64
+            }
+            Op::SetSyncInfo { id, sync } => {
+                let Some(&row) = self.by_id.get(id) else {
+                    return Ok(0);
+                };
+                let Some(m) = self.messages.get(&row) else {
+                    return Ok(0);
+                };
+                let key = (
+                    conv_key(&m.msg.conversation),
+                    m.msg.sender.as_str().to_owned(),
+                    sync.seq,
+                );
+                if m.msg.sync.is_some() || self.by_seq.contains_key(&key) {
+                    return Ok(0);
+                }
+                self.by_seq.insert(key, row);
+                if let Some(m) = self.messages.get_mut(&row) {
+                    m.msg.sync = Some(*sync);
+                }
+                1
+            }
+            Op::SetSyncSeq { gid, next } => {
+                let cur = self.sync_seq.entry(gid.as_str().to_owned()).or_insert(0);
+                if *next > *cur {
+                    *cur = *next;
+                    1
+                } else {
+                    0
+                }
+            }
+            Op::SetSyncVector {
+                gid,
+                member,
+                speaker,
+                held,
+            } => {
+                let key = (
+                    gid.as_str().to_owned(),
+                    member.as_str().to_owned(),
+                    speaker.as_str().to_owned(),
+                );
+                b(self.vectors.insert(key, held.clone()).is_none())
+            }
+            Op::SetPeerExtensions { id, extensions } => b(self
+                .exts
+                .insert(id.as_str().to_owned(), extensions.clone())
+                .is_none()),
+            Op::PruneGroupHistory { before } => {
+                // The newest row stays (row numbers are never reused).
+                let newest = self.messages.keys().next_back().copied();
+                let old: Vec<u64> = self
+                    .messages
+                    .iter()
+                    .filter(|(r, m)| {
+                        matches!(m.msg.conversation, Conversation::Group(_))
+                            && m.msg.timestamp < *before
+                            && Some(**r) != newest
+                    })
+                    .map(|(r, _)| *r)
+                    .collect();
+                for row in &old {
+                    if let Some(m) = self.messages.remove(row) {
+                        self.by_id.remove(&m.msg.id);
+                        self.claims.retain(|(id, _), _| *id != m.msg.id);
+                        self.outbox.retain(|(id, _), _| *id != m.msg.id);
+                    }
+                }
+                let rows: std::collections::BTreeSet<u64> = old.iter().copied().collect();
+                self.by_seq.retain(|_, r| !rows.contains(r));
+                old.len() as u64
             }
             Op::UpsertTransfer(t) => b(self.transfers.insert(t.id, t.clone()).is_none()),
             Op::RemoveTransfer { id } => b(self.transfers.remove(id).is_some()),
@@ -412,6 +513,57 @@ impl Store for MemoryStore {
 
     fn queued_packets(&self) -> Result<Vec<QueuedPacket>> {
         Ok(self.state.packets.clone())
+    }
+
+    fn sync_range(
+        &self,
+        gid: &GroupId,
+        speaker: &OnionId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredMessage>> {
+        let (g, s) = (gid.as_str().to_owned(), speaker.as_str().to_owned());
+        if from > to {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .state
+            .by_seq
+            .range((g.clone(), s.clone(), from)..=(g, s, to))
+            .filter_map(|(_, row)| self.state.messages.get(row))
+            .filter(|m| matches!(m.msg.conversation, Conversation::Group(_)))
+            .cloned()
+            .collect())
+    }
+
+    fn sync_seqs(&self) -> Result<Vec<(GroupId, u64)>> {
+        Ok(self
+            .state
+            .sync_seq
+            .iter()
+            .filter_map(|(g, n)| GroupId::new(g).map(|g| (g, *n)))
+            .collect())
+    }
+
+    fn sync_vectors(&self, gid: &GroupId) -> Result<Vec<(OnionId, OnionId, SeqSet)>> {
+        Ok(self
+            .state
+            .vectors
+            .iter()
+            .filter(|((g, _, _), _)| g == gid.as_str())
+            .filter_map(|((_, m, s), h)| {
+                Some((OnionId::parse(m).ok()?, OnionId::parse(s).ok()?, h.clone()))
+            })
+            .collect())
+    }
+
+    fn peer_extensions(&self) -> Result<Vec<(OnionId, Vec<String>)>> {
+        Ok(self
+            .state
+            .exts
+            .iter()
+            .filter_map(|(k, v)| Some((OnionId::parse(k).ok()?, v.clone())))
+            .collect())
     }
 
     fn transfers(&self) -> Result<Vec<Transfer>> {

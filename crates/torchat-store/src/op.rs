@@ -9,7 +9,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Delivery, Error, Group, GroupState, Member, Message, MsgId, OutboxEntry,
-    QueuedPacket, Request, RequestMessage, Result, Transfer, Trust,
+    QueuedPacket, Request, RequestMessage, Result, SeqSet, SyncInfo, Transfer, Trust,
 };
 
 /// One write. The number each op yields in [`Store::apply`]'s result is documented per variant.
@@ -105,6 +105,47 @@ pub enum Op {
         /// Entry id.
         id: MsgId,
     },
+    /// Adds sync data to a stored message that has none. Yields 1 if set; 0 if the message
+    /// is unknown, already has sync data, or another message of its group and sender has
+    /// that sequence number.
+    SetSyncInfo {
+        /// The message.
+        id: MsgId,
+        /// Its sync data.
+        sync: SyncInfo,
+    },
+    /// Raises a group's next sequence number (never lowers it). Yields 1 if it changed.
+    SetSyncSeq {
+        /// The group.
+        gid: GroupId,
+        /// Next sequence number.
+        next: u64,
+    },
+    /// Sets what `member` holds of `speaker`'s messages in a group. Yields 1 if new.
+    SetSyncVector {
+        /// The group.
+        gid: GroupId,
+        /// Who holds them (our own id for what we hold).
+        member: OnionId,
+        /// Whose messages.
+        speaker: OnionId,
+        /// The sequence numbers held.
+        held: SeqSet,
+    },
+    /// Sets the extensions a peer announced. Yields 1 if new.
+    SetPeerExtensions {
+        /// The peer.
+        id: OnionId,
+        /// Extension names (tokens without whitespace).
+        extensions: Vec<String>,
+    },
+    /// Deletes group messages older than `before` (ms), with their claims and outbox
+    /// entries, except the newest row of the store (row numbers are never reused). Yields
+    /// how many messages were deleted.
+    PruneGroupHistory {
+        /// Messages with a timestamp below this go.
+        before: u64,
+    },
     /// Inserts or replaces a file transfer. Yields 1 if new, 0 if replaced.
     UpsertTransfer(Transfer),
     /// Removes a file transfer. Yields 1 if it existed.
@@ -160,7 +201,23 @@ impl Op {
                 Ok(())
             }
             Op::AddMember(m) => time("member added_at", m.added_at),
-            Op::InsertMessage(m) => time("message timestamp", m.timestamp),
+            Op::InsertMessage(m) => {
+                time("message timestamp", m.timestamp)?;
+                m.sync.as_ref().map_or(Ok(()), sync_info)
+            }
+            Op::SetSyncInfo { sync, .. } => sync_info(sync),
+            Op::SetSyncSeq { next, .. } => time("next sequence number", *next),
+            Op::SetPeerExtensions { extensions, .. } => {
+                for e in extensions {
+                    if e.is_empty() || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        return Err(Error::Invalid(format!(
+                            "extension {e:?} is empty or contains whitespace"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            Op::SetSyncVector { .. } | Op::PruneGroupHistory { .. } => Ok(()),
             Op::AddClaim(c) => time("claim received_at", c.received_at),
             Op::OutboxAdd(e) => {
                 time("outbox created_at", e.created_at)?;
@@ -204,6 +261,14 @@ impl Op {
             | Op::OutboxRemove { .. } => Ok(()),
         }
     }
+}
+
+fn sync_info(s: &SyncInfo) -> Result<()> {
+    if s.seq == 0 {
+        return Err(Error::Invalid("sequence number 0".into()));
+    }
+    time("sequence number", s.seq)?;
+    time("sync time", s.time)
 }
 
 /// Validates a whole batch.

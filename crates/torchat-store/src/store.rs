@@ -4,7 +4,7 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, Claim, Conversation, Delivery, Group, GroupState, Member, Message, MsgId, Op,
-    OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Transfer, Trust,
+    OutboxEntry, QueuedPacket, Result, RowId, SeqSet, StoredMessage, Transfer, Trust,
 };
 
 /// Durable storage for one torchat node.
@@ -63,6 +63,21 @@ pub trait Store: Send {
     fn request_messages(&self) -> Result<Vec<crate::RequestMessage>>;
     /// The whole outbox, ordered by `created_at`, message id, destination.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
+    /// The group messages of `speaker` with sequence numbers `from..=to`, by sequence number.
+    fn sync_range(
+        &self,
+        gid: &GroupId,
+        speaker: &OnionId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredMessage>>;
+    /// Every group's next sequence number, ordered by group id.
+    fn sync_seqs(&self) -> Result<Vec<(GroupId, u64)>>;
+    /// What each member holds of each speaker's messages in a group: (member, speaker, set),
+    /// ordered by member, then speaker.
+    fn sync_vectors(&self, gid: &GroupId) -> Result<Vec<(OnionId, OnionId, SeqSet)>>;
+    /// The extensions each peer announced last, ordered by id.
+    fn peer_extensions(&self) -> Result<Vec<(OnionId, Vec<String>)>>;
     /// Write transactions committed since the store was opened (for the SQLite store each is
     /// one `fsync` of its write-ahead log); for benchmarks and diagnostics.
     fn commits(&self) -> u64 {

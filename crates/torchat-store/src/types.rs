@@ -199,36 +199,20 @@ pub enum Delivery {
     Failed,
 }
 
-/// How far we trust that a group message really came from its sender.
+/// How far we trust that a group message really came from its sender: the core's one
+/// definition (`(Direct)`, `(k of n)`, `(Signed, k of n)`, `(UNCONFIRMED k of n)`, `(me)`).
+pub use torchat_core::Trust;
+
+/// The sync data of a group message (extension `torchat_sync`): the speaker's sequence
+/// number in the group, its time, and its signature when it has a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Trust {
-    /// Received directly from the sender.
-    Direct,
-    /// Relayed: `k` of the `n` other members claim the same message.
-    Relayed {
-        /// Members claiming it.
-        k: u32,
-        /// Members that could have.
-        n: u32,
-    },
-    /// Relayed only, with a valid signature of the sender: authentic. `k` of `n` other
-    /// members relayed it.
-    Signed {
-        /// Members claiming it.
-        k: u32,
-        /// Members that could have.
-        n: u32,
-    },
-    /// Relayed only, while the sender was connected to us and never sent it: possibly
-    /// forged. `k` of `n` other members claim it.
-    Unconfirmed {
-        /// Members claiming it.
-        k: u32,
-        /// Members that could have.
-        n: u32,
-    },
-    /// We sent it.
-    Own,
+pub struct SyncInfo {
+    /// Sequence number (from 1). Unique per group and speaker in the store.
+    pub seq: u64,
+    /// The speaker's time (ms).
+    pub time: u64,
+    /// The speaker's ed25519 signature.
+    pub sig: Option<[u8; 64]>,
 }
 
 /// A message, 1:1 or group, as inserted.
@@ -250,6 +234,8 @@ pub struct Message {
     pub delivery: Option<Delivery>,
     /// Trust state, for group messages.
     pub trust: Option<Trust>,
+    /// Sync data, for group messages of the extension `torchat_sync`.
+    pub sync: Option<SyncInfo>,
 }
 
 /// A message with its local row number.

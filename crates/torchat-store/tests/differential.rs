@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use torchat_store::{
     Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Error, Group, GroupState, Member,
-    MemoryStore, Message, Op, OutboxEntry, Store, Trust, MAX_TIME,
+    MemoryStore, Message, Op, OutboxEntry, SeqSet, Store, SyncInfo, Trust, MAX_TIME,
 };
 use torchat_wire::{GroupId, OnionId};
 
@@ -60,7 +60,9 @@ fn delivery(r: &mut Rng) -> Delivery {
 
 fn trust(r: &mut Rng) -> Trust {
     match r.below(5) {
-        0 => Trust::Direct,
+        0 => Trust::Direct {
+            confirmations: r.below(4) as u32,
+        },
         1 => Trust::Relayed {
             k: r.below(4) as u32,
             n: r.below(4) as u32,
@@ -73,7 +75,7 @@ fn trust(r: &mut Rng) -> Trust {
 
 fn op(r: &mut Rng, p: &Pools) -> Op {
     let id = mid(r.below(12));
-    match r.below(17) {
+    match r.below(22) {
         0 => Op::PutSetting {
             key: format!("k{}", r.below(3)),
             value: vec![r.below(256) as u8; r.below(4) as usize],
@@ -133,6 +135,11 @@ fn op(r: &mut Rng, p: &Pools) -> Op {
             timestamp: r.time(),
             delivery: (r.below(2) == 0).then(|| delivery(r)),
             trust: (r.below(2) == 0).then(|| trust(r)),
+            sync: (r.below(2) == 0).then(|| SyncInfo {
+                seq: r.below(4),
+                time: r.time(),
+                sig: (r.below(2) == 0).then_some([1; 64]),
+            }),
         }),
         11 => Op::UpdateDelivery {
             id,
@@ -153,6 +160,38 @@ fn op(r: &mut Rng, p: &Pools) -> Op {
             e.next_at = r.time();
             Op::OutboxAdd(e)
         }
+        17 => Op::SetSyncInfo {
+            id,
+            sync: SyncInfo {
+                seq: r.below(4),
+                time: r.time(),
+                sig: None,
+            },
+        },
+        18 => Op::SetSyncSeq {
+            gid: r.pick(&p.gids),
+            next: r.time(),
+        },
+        19 => Op::SetSyncVector {
+            gid: r.pick(&p.gids),
+            member: r.pick(&p.ids),
+            speaker: r.pick(&p.ids),
+            held: SeqSet {
+                upto: r.below(9),
+                ranges: if r.below(2) == 0 {
+                    vec![(20, 25)]
+                } else {
+                    vec![]
+                },
+            },
+        },
+        20 => Op::SetPeerExtensions {
+            id: r.pick(&p.ids),
+            extensions: (0..r.below(3)).map(|i| format!("ext{i}")).collect(),
+        },
+        21 => Op::PruneGroupHistory {
+            before: r.below(60),
+        },
         15 => Op::OutboxAttempt {
             id,
             dest: r.pick(&p.ids),

@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use torchat_store::{
     BuddyKind, Claim, Conversation, Delivery, Direction, Error, GroupState, Member, Message, Op,
-    OutboxEntry, QueuedPacket, Request, RequestMessage, RowId, Store, Transfer, Trust, MAX_TIME,
+    OutboxEntry, QueuedPacket, Request, RequestMessage, RowId, SeqSet, Store, SyncInfo, Transfer,
+    Trust, MAX_TIME,
 };
 
 /// Generates one `#[test]` per case for one implementation.
@@ -23,8 +24,10 @@ macro_rules! suite {
                 claims_unique_per_message_and_claimant, claim_on_unknown_message_is_an_error,
                 outbox_lifecycle, outbox_needs_a_stored_message, batch_results,
                 batch_is_all_or_nothing, invalid_values_are_rejected, packet_queue_keeps_order,
-                queued_messages_are_the_unsent_outgoing_ones, batch_sees_its_own_earlier_ops,
-                commits_are_counted, transfers_roundtrip, requests_roundtrip);
+                sync_messages_are_unique_per_group_sender_and_seq, sync_state_is_kept,
+                pruning_group_history, queued_messages_are_the_unsent_outgoing_ones,
+                batch_sees_its_own_earlier_ops, commits_are_counted, transfers_roundtrip,
+                requests_roundtrip);
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -187,7 +190,7 @@ mod cases {
             None,
         ];
         let trusts = [
-            Some(Trust::Direct),
+            Some(Trust::Direct { confirmations: 0 }),
             Some(Trust::Relayed { k: 2, n: 5 }),
             Some(Trust::Signed { k: 2, n: 4 }),
             Some(Trust::Unconfirmed { k: 1, n: 4 }),
@@ -216,6 +219,11 @@ mod cases {
                     timestamp: if n == 1 { MAX_TIME } else { n },
                     delivery: d,
                     trust: t,
+                    sync: (n % 2 == 0).then_some(SyncInfo {
+                        seq: n,
+                        time: MAX_TIME - n,
+                        sig: (n % 4 == 0).then_some([n as u8; 64]),
+                    }),
                 };
                 assert!(s.insert_message(m.clone()).unwrap());
                 sent.push(m);
@@ -613,6 +621,148 @@ mod cases {
             vec![1, 0]
         );
         assert_eq!(s.queued_packets().unwrap(), vec![q(3, 'b'), q(2, 'b')]);
+    }
+
+    fn synced(
+        n: u64,
+        g: &torchat_wire::GroupId,
+        from: &torchat_wire::OnionId,
+        seq: u64,
+    ) -> Message {
+        let mut m = msg_group(n, g, from, &format!("m{n}"));
+        m.sync = Some(SyncInfo {
+            seq,
+            time: 5_000 + seq,
+            sig: None,
+        });
+        m
+    }
+
+    pub fn sync_messages_are_unique_per_group_sender_and_seq(s: &mut dyn Store) {
+        let (g, h, a, b) = (gid("g"), gid("h"), oid('a'), oid('b'));
+        assert!(s.insert_message(synced(1, &g, &a, 1)).unwrap());
+        // Same speaker and number in the group under another id: not stored again.
+        assert!(!s.insert_message(synced(2, &g, &a, 1)).unwrap());
+        assert!(s.message(&mid(2)).unwrap().is_none());
+        // Another speaker, another group, another number: fine.
+        assert!(s.insert_message(synced(3, &g, &b, 1)).unwrap());
+        assert!(s.insert_message(synced(4, &h, &a, 1)).unwrap());
+        assert!(s.insert_message(synced(5, &g, &a, 3)).unwrap());
+        assert!(s.insert_message(synced(6, &g, &a, 2)).unwrap());
+        let seqs: Vec<u64> = s
+            .sync_range(&g, &a, 1, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.msg.sync.unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(s.sync_range(&g, &a, 2, 2).unwrap()[0].msg.id, mid(6));
+        assert!(s.sync_range(&g, &a, 4, 10).unwrap().is_empty());
+        // Sync data attached later to a plain copy: once, and never a second (3).
+        assert!(s.insert_message(msg_group(7, &g, &a, "plain")).unwrap());
+        let info = |seq| SyncInfo {
+            seq,
+            time: 1,
+            sig: Some([7; 64]),
+        };
+        let set = |id, seq| Op::SetSyncInfo {
+            id: mid(id),
+            sync: info(seq),
+        };
+        assert_eq!(s.apply(&[set(7, 3)]).unwrap(), [0]);
+        assert_eq!(s.apply(&[set(7, 4)]).unwrap(), [1]);
+        assert_eq!(s.apply(&[set(7, 5)]).unwrap(), [0]);
+        assert_eq!(s.apply(&[set(99, 9)]).unwrap(), [0]);
+        assert_eq!(s.message(&mid(7)).unwrap().unwrap().msg.sync, Some(info(4)));
+        let bad = Op::SetSyncInfo {
+            id: mid(7),
+            sync: info(0),
+        };
+        assert!(matches!(s.apply(&[bad]), Err(Error::Invalid(_))));
+    }
+
+    pub fn sync_state_is_kept(s: &mut dyn Store) {
+        let (g, h, a, b) = (gid("g"), gid("h"), oid('a'), oid('b'));
+        let seq = |gid: &torchat_wire::GroupId, next| Op::SetSyncSeq {
+            gid: gid.clone(),
+            next,
+        };
+        assert_eq!(s.apply(&[seq(&g, 5)]).unwrap(), [1]);
+        // Never lowered.
+        assert_eq!(s.apply(&[seq(&g, 3)]).unwrap(), [0]);
+        assert_eq!(s.apply(&[seq(&g, 6), seq(&h, 2)]).unwrap(), [1, 1]);
+        assert_eq!(s.sync_seqs().unwrap(), [(g.clone(), 6), (h.clone(), 2)]);
+        let held = SeqSet::parse(b"57,60-62").unwrap();
+        let v = |m: &torchat_wire::OnionId, held: SeqSet| Op::SetSyncVector {
+            gid: g.clone(),
+            member: m.clone(),
+            speaker: a.clone(),
+            held,
+        };
+        assert_eq!(s.apply(&[v(&b, SeqSet::upto(3))]).unwrap(), [1]);
+        assert_eq!(s.apply(&[v(&b, held.clone())]).unwrap(), [0]);
+        assert_eq!(s.apply(&[v(&a, SeqSet::upto(9))]).unwrap(), [1]);
+        assert_eq!(
+            s.sync_vectors(&g).unwrap(),
+            [
+                (a.clone(), a.clone(), SeqSet::upto(9)),
+                (b.clone(), a.clone(), held)
+            ]
+        );
+        assert!(s.sync_vectors(&h).unwrap().is_empty());
+        let ext = |id: &torchat_wire::OnionId, e: &[&str]| Op::SetPeerExtensions {
+            id: id.clone(),
+            extensions: e.iter().map(|x| x.to_string()).collect(),
+        };
+        assert_eq!(s.apply(&[ext(&b, &["groupchat"])]).unwrap(), [1]);
+        assert_eq!(
+            s.apply(&[ext(&b, &["groupchat", "torchat_sync"])]).unwrap(),
+            [0]
+        );
+        assert_eq!(
+            s.peer_extensions().unwrap(),
+            [(b, vec!["groupchat".to_owned(), "torchat_sync".to_owned()])]
+        );
+        assert!(matches!(
+            s.apply(&[ext(&a, &["two words"])]),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    pub fn pruning_group_history(s: &mut dyn Store) {
+        let (g, a) = (gid("g"), oid('a'));
+        for n in 1..=4 {
+            s.insert_message(synced(n, &g, &a, n)).unwrap(); // timestamps 1001..1004
+        }
+        s.insert_message(msg_in(5, &a, "1:1 stays")).unwrap(); // 1005
+        let mut old_1to1 = msg_in(6, &a, "old 1:1 stays");
+        old_1to1.timestamp = 1;
+        s.insert_message(old_1to1).unwrap();
+        s.add_claim(Claim {
+            msg_id: mid(1),
+            claimant: oid('b'),
+            received_at: 1,
+        })
+        .unwrap();
+        s.outbox_add(&mid(2), &oid('b'), 1, 99).unwrap();
+        assert_eq!(
+            s.apply(&[Op::PruneGroupHistory { before: 1003 }]).unwrap(),
+            [2]
+        );
+        assert!(s.message(&mid(1)).unwrap().is_none());
+        assert!(s.claims(&mid(1)).unwrap().is_empty());
+        assert!(s.outbox().unwrap().is_empty());
+        assert!(s.message(&mid(6)).unwrap().is_some());
+        let left: Vec<u64> = s
+            .sync_range(&g, &a, 1, 9)
+            .unwrap()
+            .iter()
+            .map(|m| m.msg.sync.unwrap().seq)
+            .collect();
+        assert_eq!(left, [3, 4]);
+        // A pruned number can be stored again (another member sends it back): the node's
+        // sync state, not the store, decides that it already had it.
+        assert!(s.insert_message(synced(11, &g, &a, 1)).unwrap());
     }
 
     pub fn transfers_roundtrip(s: &mut dyn Store) {

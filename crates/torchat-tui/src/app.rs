@@ -895,7 +895,7 @@ impl App {
             msg: m.id.clone(),
             sender: m.sender.clone(),
             text: m.text.clone(),
-            trust: m.trust.clone(),
+            trust: m.trust,
             claims: None,
         });
         self.call(
@@ -1657,7 +1657,7 @@ impl App {
             Event::GroupMessage { message, trust } => {
                 let key = message.conversation.clone();
                 let mut m = ChatMessage::from_api(&message);
-                m.trust = Some(Trust::from_api(&trust));
+                m.trust = Some(trust);
                 if m.outgoing {
                     let of = self.groups.get(&key).map(|g| g.members.len() as u32);
                     m.delivery = Some(match of {
@@ -1686,7 +1686,7 @@ impl App {
                 if let Some(c) = self.convs.get_mut(&gid) {
                     if let Some(i) = c.find(&id) {
                         let m = &mut c.messages[i];
-                        m.trust = Some(Trust::from_api(&trust));
+                        m.trust = Some(trust);
                         m.claimants = claimants;
                     }
                 }
@@ -1697,9 +1697,14 @@ impl App {
                 delivered,
                 of,
             } => {
-                let d = Delivery::Delivered {
-                    k: delivered,
-                    of: Some(of),
+                // Only acknowledgements make a message delivered; before the first one it is sent.
+                let d = if delivered == 0 && of > 0 {
+                    Delivery::Sent
+                } else {
+                    Delivery::Delivered {
+                        k: delivered,
+                        of: Some(of),
+                    }
                 };
                 let found = self.convs.get_mut(&gid).and_then(|c| {
                     let i = c.find(&id)?;

@@ -225,106 +225,8 @@ pub fn short_id(id: &str) -> String {
     }
 }
 
-/// How much a group message is to be believed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trust {
-    /// Heard from the speaker; `confirmations` members relayed it too (unknown from history).
-    Direct {
-        /// Relayed copies that agree, when known.
-        confirmations: Option<u32>,
-    },
-    /// Only relayed copies: `k` of `n` members vouch.
-    Relayed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed only, with the speaker's valid signature: authentic.
-    Signed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Relayed while the speaker was connected to us and did not send it: possibly forged.
-    Unconfirmed {
-        /// Claimants.
-        k: u32,
-        /// Members other than the speaker.
-        n: u32,
-    },
-    /// Ours.
-    Own,
-    /// A tag this version does not know.
-    Other(String),
-}
-
-impl Trust {
-    /// From the event's data.
-    pub fn from_api(t: &api::Trust) -> Trust {
-        match *t {
-            api::Trust::Direct { confirmations } => Trust::Direct {
-                confirmations: Some(confirmations),
-            },
-            api::Trust::Relayed { k, n } => Trust::Relayed { k, n },
-            api::Trust::Unconfirmed { k, n } => Trust::Unconfirmed { k, n },
-            api::Trust::Signed { k, n } => Trust::Signed { k, n },
-            api::Trust::Own => Trust::Own,
-        }
-    }
-
-    /// From a history tag: `(Direct)`, `(k of n)`, `(UNCONFIRMED k of n)`, `(me)`.
-    pub fn parse(tag: &str) -> Trust {
-        let inner = tag
-            .trim()
-            .trim_start_matches('(')
-            .trim_end_matches(')')
-            .trim();
-        let k_of_n = |s: &str| -> Option<(u32, u32)> {
-            let (k, n) = s.split_once(" of ")?;
-            Some((k.trim().parse().ok()?, n.trim().parse().ok()?))
-        };
-        if inner.eq_ignore_ascii_case("direct") {
-            Trust::Direct {
-                confirmations: None,
-            }
-        } else if inner == "me" {
-            Trust::Own
-        } else if let Some(rest) = inner.strip_prefix("Signed,") {
-            match k_of_n(rest) {
-                Some((k, n)) => Trust::Signed { k, n },
-                None => Trust::Other(tag.to_owned()),
-            }
-        } else if let Some(rest) = inner.strip_prefix("UNCONFIRMED") {
-            match k_of_n(rest) {
-                Some((k, n)) => Trust::Unconfirmed { k, n },
-                None => Trust::Other(tag.to_owned()),
-            }
-        } else if let Some((k, n)) = k_of_n(inner) {
-            Trust::Relayed { k, n }
-        } else {
-            Trust::Other(tag.to_owned())
-        }
-    }
-
-    /// The tag as shown: `(Direct)`, `(2 of 3)`, `(UNCONFIRMED 1 of 3)`.
-    pub fn label(&self) -> String {
-        match self {
-            Trust::Direct { .. } => "(Direct)".to_owned(),
-            Trust::Relayed { k, n } => format!("({k} of {n})"),
-            Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
-            Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
-            Trust::Own => "(me)".to_owned(),
-            Trust::Other(s) => s.clone(),
-        }
-    }
-
-    /// Possibly forged.
-    pub fn is_unconfirmed(&self) -> bool {
-        matches!(self, Trust::Unconfirmed { .. })
-    }
-}
+/// How much a group message is to be believed: the core's one definition, through the API.
+pub use api::Trust;
 
 /// Delivery of a message we sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,7 +325,7 @@ impl ChatMessage {
             text: display::line(&m.text).into_owned(),
             at: m.at,
             delivery: m.delivery.as_deref().map(Delivery::parse),
-            trust: m.trust.as_deref().map(Trust::parse),
+            trust: m.trust.as_deref().and_then(Trust::parse_label),
             claimants: vec![],
             notice: false,
         }
@@ -498,16 +400,12 @@ impl Conversation {
                     None => old.delivery = Some(d),
                 }
             }
-            // History re-reads are newer than what events told us, unless the tag is the same.
+            // History re-reads are newer than what events told us, unless the tag is the same
+            // (a `(Direct)` tag does not carry the confirmations an event told us).
             if let Some(t) = m.trust {
                 let keep_confirmations = matches!(
                     (&old.trust, &t),
-                    (
-                        Some(Trust::Direct { .. }),
-                        Trust::Direct {
-                            confirmations: None
-                        }
-                    )
+                    (Some(Trust::Direct { .. }), Trust::Direct { .. })
                 );
                 if !keep_confirmations {
                     old.trust = Some(t);
@@ -557,13 +455,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trust_tags_parse_and_print() {
-        for tag in ["(Direct)", "(2 of 3)", "(UNCONFIRMED 1 of 3)", "(me)"] {
-            assert_eq!(Trust::parse(tag).label(), tag);
-        }
-        assert_eq!(Trust::parse("(2 of 3)"), Trust::Relayed { k: 2, n: 3 });
-        assert!(Trust::parse("(UNCONFIRMED 1 of 3)").is_unconfirmed());
-        assert_eq!(Trust::parse("(weird)"), Trust::Other("(weird)".into()));
+    fn history_trust_tags_are_read() {
+        let msg = |tag: &str| api::Message {
+            row: 1,
+            id: "m".into(),
+            conversation: "g".into(),
+            sender: "s".into(),
+            direction: "in".into(),
+            text: "t".into(),
+            at: 0,
+            delivery: None,
+            trust: Some(tag.into()),
+        };
+        let t = |tag: &str| ChatMessage::from_api(&msg(tag)).trust;
+        assert_eq!(t("(2 of 3)"), Some(Trust::Relayed { k: 2, n: 3 }));
+        assert_eq!(t("(Signed, 1 of 3)"), Some(Trust::Signed { k: 1, n: 3 }));
+        assert!(t("(UNCONFIRMED 1 of 3)").is_some_and(|t| t.is_unconfirmed()));
+        assert_eq!(t("(weird)"), None);
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn msg(id: &str, conv: &str, sender: &str, text: &str, at: u64) -> api::Message 
 
 fn group_msg(id: &str, sender: &str, text: &str, at: u64, trust: api::Trust) -> AppEvent {
     let mut m = msg(id, GID, sender, text, at);
-    m.trust = Some(crate::model::Trust::from_api(&trust).label());
+    m.trust = Some(trust.label());
     AppEvent::Node(Event::GroupMessage { message: m, trust })
 }
 
@@ -432,6 +432,15 @@ fn own_group_message_shows_delivered_k_of_n() {
     answer(&mut app, a, &|_| json!({"id": "o1"}));
     let s = screen(&app);
     assert!(s.contains("you: hi all · queued"), "{s}");
+    // Written to the members, nobody acknowledged yet: sent, not "delivered 0".
+    app.handle(AppEvent::Node(Event::GroupDelivery {
+        gid: GID.into(),
+        id: "o1".into(),
+        delivered: 0,
+        of: 3,
+    }));
+    let s = screen(&app);
+    assert!(s.contains("you: hi all · sent"), "{s}");
     app.handle(AppEvent::Node(Event::GroupDelivery {
         gid: GID.into(),
         id: "o1".into(),

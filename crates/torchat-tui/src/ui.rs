@@ -612,7 +612,6 @@ fn trust_style(t: &Trust) -> Style {
             .bg(Color::Red)
             .add_modifier(Modifier::BOLD),
         Trust::Own => Style::new().fg(Color::Gray),
-        Trust::Other(_) => Style::new().fg(Color::Magenta),
     }
 }
 
@@ -1135,9 +1134,7 @@ fn draw_help(frame: &mut Frame, area: Rect, scroll: u16) {
             ));
         } else {
             let style = match *k {
-                "(Direct)" => trust_style(&Trust::Direct {
-                    confirmations: None,
-                }),
+                "(Direct)" => trust_style(&Trust::Direct { confirmations: 0 }),
                 "(k of N)" => trust_style(&Trust::Relayed { k: 0, n: 0 }),
                 "(UNCONFIRMED k of N)" => trust_style(&Trust::Unconfirmed { k: 0, n: 0 }),
                 _ => Style::new().fg(Color::Cyan),

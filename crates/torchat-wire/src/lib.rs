@@ -7,7 +7,8 @@
 //! - [`frame`]: incremental LF framing with a hard line-size cap;
 //! - [`escape`]: the payload escaping (`\` → `\/`, LF → `\n`);
 //! - [`packet`]: one typed [`Packet`] per command, plus [`Packet::Unknown`];
-//! - [`onion`]: v3 and legacy v2 onion ids.
+//! - [`onion`]: v3 and legacy v2 onion ids;
+//! - [`sync`]: field types of our extension `torchat_sync` (sequence sets, digest entries).
 //!
 //! ```
 //! use torchat_wire::{Packet, PacketDecoder};
@@ -27,11 +28,13 @@ pub mod escape;
 pub mod frame;
 pub mod onion;
 pub mod packet;
+pub mod sync;
 pub mod transcript;
 
 pub use frame::{FrameError, LineDecoder, DEFAULT_MAX_LINE};
 pub use onion::{OnionId, OnionIdError};
 pub use packet::{GroupId, MalformedReason, Packet, PacketError, Spacing, Status};
+pub use sync::{DigestEntry, DigestKey, SeqSet};
 
 /// Any error from decoding a byte stream into packets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

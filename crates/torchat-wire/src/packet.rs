@@ -8,6 +8,7 @@ use std::fmt;
 
 use crate::escape::{escape_into, unescape};
 use crate::onion::{OnionId, OnionIdError};
+use crate::sync::{DigestEntry, SeqSet, MAX_DIGEST_ENTRIES, MAX_LIST};
 
 /// Longest command name we accept (the longest known one is 27 bytes).
 pub const MAX_COMMAND_LEN: usize = 64;
@@ -295,6 +296,85 @@ pub enum Packet {
         /// Message text.
         text: Vec<u8>,
     },
+    /// `groupchat_sync_message <gid> <list hash> <speaker> <seq> <time> <signature|-> <text>`
+    /// (our extension `torchat_sync`): a full copy of a group message, pushed by its speaker
+    /// or sent by any member in answer to `groupchat_sync_want`.
+    GroupSyncMessage {
+        /// Group id.
+        gid: GroupId,
+        /// Hash of the sender's member list (8 hex digits on the wire).
+        list: [u8; 4],
+        /// The speaker.
+        speaker: OnionId,
+        /// The speaker's per-group sequence number (from 1).
+        seq: u64,
+        /// When the speaker said it (ms since the Unix epoch).
+        time: u64,
+        /// The speaker's ed25519 signature (128 hex digits), or `-` when it has no key.
+        sig: Option<[u8; 64]>,
+        /// Message text.
+        text: Vec<u8>,
+    },
+    /// `groupchat_sync_ack <group> <set>`: the sender holds these of the receiver's messages.
+    GroupSyncAck {
+        /// The group id or its first 8 (or more) characters.
+        group: GroupId,
+        /// Sequence numbers held.
+        held: SeqSet,
+    },
+    /// `groupchat_sync_digest <group> <list hash> [<key>:<set> ...]`: what the sender holds,
+    /// per speaker (a version vector, possibly only the entries that changed).
+    GroupSyncDigest {
+        /// The group id or its first 8 (or more) characters.
+        group: GroupId,
+        /// Hash of the sender's member list.
+        list: [u8; 4],
+        /// Entries (at most [`MAX_DIGEST_ENTRIES`]).
+        entries: Vec<DigestEntry>,
+    },
+    /// `groupchat_sync_want <gid> <speaker> <from> <to>`: send me your copies of these.
+    GroupSyncWant {
+        /// Group id.
+        gid: GroupId,
+        /// The speaker.
+        speaker: OnionId,
+        /// First sequence number.
+        from: u64,
+        /// Last sequence number (inclusive).
+        to: u64,
+    },
+    /// `groupchat_sync_end <gid> <speaker> <from> <to>`: the answer to a want is complete;
+    /// numbers in the range not sent are not available here any more.
+    GroupSyncEnd {
+        /// Group id.
+        gid: GroupId,
+        /// The speaker.
+        speaker: OnionId,
+        /// First sequence number.
+        from: u64,
+        /// Last sequence number (inclusive).
+        to: u64,
+    },
+    /// `groupchat_sync_tell <gid> <member> ...`: from a speaker to a member that has its
+    /// latest messages: these members could not be reached, offer them what you have.
+    GroupSyncTell {
+        /// Group id.
+        gid: GroupId,
+        /// Members (at most [`MAX_LIST`]).
+        members: Vec<OnionId>,
+    },
+    /// `sync_message <id> <time> <text>` (extension `torchat_sync`): a 1:1 message with its
+    /// id and original time, acknowledged with `sync_ack`.
+    SyncMessage {
+        /// Message id (32 hex digits on the wire).
+        id: [u8; 16],
+        /// When it was written (ms since the Unix epoch).
+        time: u64,
+        /// Text.
+        text: Vec<u8>,
+    },
+    /// `sync_ack <id> ...`: these messages are stored here.
+    SyncAck(Vec<[u8; 16]>),
     /// A well-formed line with a command we do not know; answered with `not_implemented`.
     Unknown {
         /// The command (`[a-z_]+`).
@@ -343,6 +423,9 @@ pub enum MalformedReason {
     /// An onion id is invalid.
     #[error("bad onion id: {0}")]
     BadId(OnionIdError),
+    /// A list has more entries than the extension allows.
+    #[error("too many entries")]
+    TooMany,
 }
 
 const KNOWN: &[&str] = &[
@@ -386,6 +469,14 @@ const KNOWN: &[&str] = &[
     "groupchat_echoed_message",
     "groupchat_signed_message",
     "groupchat_signed_echo",
+    "groupchat_sync_message",
+    "groupchat_sync_ack",
+    "groupchat_sync_digest",
+    "groupchat_sync_want",
+    "groupchat_sync_end",
+    "groupchat_sync_tell",
+    "sync_message",
+    "sync_ack",
 ];
 
 /// Splits at the first space: `(head, Some(rest))`, or `(all, None)` without a space.
@@ -475,6 +566,28 @@ impl<'a> Fields<'a> {
                 })
                 .and_then(|p| u8::from_str_radix(p, 16).ok())
                 .ok_or_else(|| self.err(MalformedReason::BadToken))?;
+        }
+        Ok(out)
+    }
+
+    /// A sequence number or time: decimal, no leading zeros.
+    fn seq(&mut self) -> Result<u64, PacketError> {
+        let t = self.token()?;
+        crate::sync::number(t).ok_or_else(|| self.err(MalformedReason::BadNumber))
+    }
+
+    /// A non-empty list of at most `max` tokens (after the fixed fields).
+    fn list<T>(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, PacketError> {
+        let mut out = Vec::new();
+        for w in self.words() {
+            if out.len() >= max {
+                return Err(self.err(MalformedReason::TooMany));
+            }
+            out.push(f(w).ok_or_else(|| self.err(MalformedReason::BadToken))?);
         }
         Ok(out)
     }
@@ -643,6 +756,88 @@ impl Packet {
                 sig: f.hex()?,
                 text: text(&mut f),
             },
+            "groupchat_sync_message" => {
+                let gid = f.gid()?;
+                let list = f.hex()?;
+                let speaker = f.id()?;
+                let seq = f.seq()?;
+                let time = f.seq()?;
+                let sig = if f.rest.is_some_and(|r| r.starts_with(b"- ") || r == b"-") {
+                    f.token()?;
+                    None
+                } else {
+                    Some(f.hex()?)
+                };
+                Packet::GroupSyncMessage {
+                    gid,
+                    list,
+                    speaker,
+                    seq,
+                    time,
+                    sig,
+                    text: text(&mut f),
+                }
+            }
+            "groupchat_sync_ack" => {
+                let group = f.gid()?;
+                let t = f.token()?;
+                let held = SeqSet::parse(t).ok_or_else(|| f.err(MalformedReason::BadToken))?;
+                if f.rest.is_some() {
+                    return Err(f.err(MalformedReason::BadToken));
+                }
+                Packet::GroupSyncAck { group, held }
+            }
+            "groupchat_sync_digest" => {
+                let group = f.gid()?;
+                let list = f.hex()?;
+                let entries = f.list(MAX_DIGEST_ENTRIES, DigestEntry::parse)?;
+                Packet::GroupSyncDigest {
+                    group,
+                    list,
+                    entries,
+                }
+            }
+            "groupchat_sync_want" | "groupchat_sync_end" => {
+                let gid = f.gid()?;
+                let speaker = f.id()?;
+                let from = f.seq()?;
+                let to = f.seq()?;
+                if from == 0 || to < from || f.rest.is_some() {
+                    return Err(f.err(MalformedReason::BadNumber));
+                }
+                if command == "groupchat_sync_want" {
+                    Packet::GroupSyncWant {
+                        gid,
+                        speaker,
+                        from,
+                        to,
+                    }
+                } else {
+                    Packet::GroupSyncEnd {
+                        gid,
+                        speaker,
+                        from,
+                        to,
+                    }
+                }
+            }
+            "groupchat_sync_tell" => {
+                let gid = f.gid()?;
+                let members = f.list(MAX_LIST, |w| OnionId::parse_bytes(w).ok())?;
+                Packet::GroupSyncTell { gid, members }
+            }
+            "sync_message" => Packet::SyncMessage {
+                id: f.hex()?,
+                time: f.seq()?,
+                text: text(&mut f),
+            },
+            "sync_ack" => {
+                let ids = f.list(MAX_LIST, hex16)?;
+                if ids.is_empty() {
+                    return Err(f.err(MalformedReason::MissingField));
+                }
+                Packet::SyncAck(ids)
+            }
             _ => Packet::Unknown {
                 command: command.to_owned(),
                 payload,
@@ -693,6 +888,14 @@ impl Packet {
             Packet::GroupEchoedMessage { .. } => "groupchat_echoed_message",
             Packet::GroupSignedMessage { .. } => "groupchat_signed_message",
             Packet::GroupSignedEcho { .. } => "groupchat_signed_echo",
+            Packet::GroupSyncMessage { .. } => "groupchat_sync_message",
+            Packet::GroupSyncAck { .. } => "groupchat_sync_ack",
+            Packet::GroupSyncDigest { .. } => "groupchat_sync_digest",
+            Packet::GroupSyncWant { .. } => "groupchat_sync_want",
+            Packet::GroupSyncEnd { .. } => "groupchat_sync_end",
+            Packet::GroupSyncTell { .. } => "groupchat_sync_tell",
+            Packet::SyncMessage { .. } => "sync_message",
+            Packet::SyncAck(_) => "sync_ack",
             Packet::Unknown { command, .. } => command,
         }
     }
@@ -824,6 +1027,74 @@ impl Packet {
                 w.field(&hex(sig));
                 w.field(text);
             }
+            Packet::GroupSyncMessage {
+                gid,
+                list,
+                speaker,
+                seq,
+                time,
+                sig,
+                text,
+            } => {
+                w.field(gid.as_str().as_bytes());
+                w.field(&hex(list));
+                w.field(speaker.as_bytes());
+                w.field(seq.to_string().as_bytes());
+                w.field(time.to_string().as_bytes());
+                match sig {
+                    Some(sig) => w.field(&hex(sig)),
+                    None => w.field(b"-"),
+                }
+                w.field(text);
+            }
+            Packet::GroupSyncAck { group, held } => {
+                w.field(group.as_str().as_bytes());
+                let mut b = Vec::new();
+                held.write(&mut b);
+                w.field(&b);
+            }
+            Packet::GroupSyncDigest {
+                group,
+                list,
+                entries,
+            } => {
+                w.field(group.as_str().as_bytes());
+                w.field(&hex(list));
+                for e in entries {
+                    w.field(&e.to_bytes());
+                }
+            }
+            Packet::GroupSyncWant {
+                gid,
+                speaker,
+                from,
+                to,
+            }
+            | Packet::GroupSyncEnd {
+                gid,
+                speaker,
+                from,
+                to,
+            } => {
+                w.field(gid.as_str().as_bytes());
+                w.field(speaker.as_bytes());
+                w.field(from.to_string().as_bytes());
+                w.field(to.to_string().as_bytes());
+            }
+            Packet::GroupSyncTell { gid, members } => {
+                w.field(gid.as_str().as_bytes());
+                w.words(members.iter().map(OnionId::as_bytes));
+            }
+            Packet::SyncMessage { id, time, text } => {
+                w.field(&hex(id));
+                w.field(time.to_string().as_bytes());
+                w.field(text);
+            }
+            Packet::SyncAck(ids) => {
+                for id in ids {
+                    w.field(&hex(id));
+                }
+            }
             Packet::Unknown { payload, .. } => {
                 if let Some(p) = payload {
                     w.field(p);
@@ -870,6 +1141,15 @@ impl Writer<'_> {
             self.field(w);
         }
     }
+}
+
+/// 32 lower-case hex digits.
+fn hex16(t: &[u8]) -> Option<[u8; 16]> {
+    let mut f = Fields {
+        command: "sync_ack",
+        rest: Some(t),
+    };
+    f.hex().ok()
 }
 
 /// Lower-case hex of a byte string.
@@ -973,6 +1253,120 @@ mod tests {
         let enc = p.encode();
         assert_eq!(enc.iter().filter(|&&b| b == b'\n').count(), 1);
         assert_eq!(Packet::decode(&enc[..enc.len() - 1]), Ok(p));
+    }
+
+    #[test]
+    fn sync_packets_on_the_wire() {
+        let gid = GroupId::new("6f012391-883d-4f4f-8d54-52c4227b3ac9").unwrap();
+        let s = OnionId::parse("nodeaaaaaaaaaaaa").unwrap();
+        let m = Packet::GroupSyncMessage {
+            gid: gid.clone(),
+            list: [0x3f, 0xa9, 0xc2, 0xd1],
+            speaker: s.clone(),
+            seq: 57,
+            time: 1_700_000_000_000,
+            sig: None,
+            text: b"hello all".to_vec(),
+        };
+        let line = b"groupchat_sync_message 6f012391-883d-4f4f-8d54-52c4227b3ac9 3fa9c2d1 \
+                     nodeaaaaaaaaaaaa 57 1700000000000 - hello all\n";
+        assert_eq!(m.encode(), line);
+        assert_eq!(Packet::decode(&line[..line.len() - 1]), Ok(m));
+        let ack = Packet::decode(b"groupchat_sync_ack 6f012391 57,60-62").unwrap();
+        assert_eq!(
+            ack,
+            Packet::GroupSyncAck {
+                group: GroupId::new("6f012391").unwrap(),
+                held: SeqSet {
+                    upto: 57,
+                    ranges: vec![(60, 62)]
+                }
+            }
+        );
+        let d = Packet::decode(b"groupchat_sync_digest 6f012391 3fa9c2d1 0:57 2:1204 5:9,11-12")
+            .unwrap();
+        let Packet::GroupSyncDigest { entries, .. } = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            d.encode(),
+            b"groupchat_sync_digest 6f012391 3fa9c2d1 0:57 2:1204 5:9,11-12\n"
+        );
+        let want = format!("groupchat_sync_want {gid} nodeaaaaaaaaaaaa 58 157");
+        assert!(matches!(
+            Packet::decode(want.as_bytes()),
+            Ok(Packet::GroupSyncWant {
+                from: 58,
+                to: 157,
+                ..
+            })
+        ));
+        let a = Packet::decode(
+            b"sync_ack 000102030405060708090a0b0c0d0e0f ffffffffffffffffffffffffffffffff",
+        )
+        .unwrap();
+        assert_eq!(a, Packet::SyncAck(vec![core_id(), [0xff; 16]]));
+        let msg = b"sync_message 000102030405060708090a0b0c0d0e0f 1700000000000 hi there";
+        assert_eq!(
+            Packet::decode(msg),
+            Ok(Packet::SyncMessage {
+                id: core_id(),
+                time: 1_700_000_000_000,
+                text: b"hi there".to_vec()
+            })
+        );
+    }
+
+    fn core_id() -> [u8; 16] {
+        std::array::from_fn(|i| i as u8)
+    }
+
+    #[test]
+    fn sync_packets_reject_what_does_not_fit() {
+        let gid = "6f012391-883d-4f4f-8d54-52c4227b3ac9";
+        let bad = [
+            // a want for nothing, or backwards
+            format!("groupchat_sync_want {gid} nodeaaaaaaaaaaaa 0 5"),
+            format!("groupchat_sync_want {gid} nodeaaaaaaaaaaaa 9 5"),
+            format!("groupchat_sync_want {gid} nodeaaaaaaaaaaaa 1 5 6"),
+            // seq 0, leading zeros, overflow
+            format!("groupchat_sync_message {gid} 3fa9c2d1 nodeaaaaaaaaaaaa 007 1 - x"),
+            format!(
+                "groupchat_sync_message {gid} 3fa9c2d1 nodeaaaaaaaaaaaa 1 99999999999999999999 - x"
+            ),
+            // a short signature, a bad hash
+            format!("groupchat_sync_message {gid} 3fa9c2d1 nodeaaaaaaaaaaaa 1 1 abcd x"),
+            format!("groupchat_sync_message {gid} 3FA9C2D1 nodeaaaaaaaaaaaa 1 1 - x"),
+            // sets that are not canonical
+            "groupchat_sync_ack 6f012391 5,6".to_owned(),
+            "groupchat_sync_ack 6f012391 5 6".to_owned(),
+            "groupchat_sync_digest 6f012391 3fa9c2d1 0:5,4".to_owned(),
+            "sync_ack ".to_owned(),
+            "sync_ack 0011".to_owned(),
+        ];
+        for l in &bad {
+            assert!(
+                matches!(
+                    Packet::decode(l.as_bytes()),
+                    Err(PacketError::Malformed { .. })
+                ),
+                "{l}"
+            );
+        }
+        // Bounded lists.
+        let many: Vec<String> = (0..=crate::sync::MAX_LIST)
+            .map(|_| "00".repeat(16))
+            .collect();
+        assert!(Packet::decode(format!("sync_ack {}", many.join(" ")).as_bytes()).is_err());
+        let entries: Vec<String> = (0..=crate::sync::MAX_DIGEST_ENTRIES)
+            .map(|i| format!("{i}:1"))
+            .collect();
+        let d = format!(
+            "groupchat_sync_digest 6f012391 3fa9c2d1 {}",
+            entries.join(" ")
+        );
+        assert!(Packet::decode(d.as_bytes()).is_err());
     }
 
     #[test]

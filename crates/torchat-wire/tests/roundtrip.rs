@@ -4,7 +4,9 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use torchat_wire::{GroupId, OnionId, Packet, PacketDecoder, Spacing, Status};
+use torchat_wire::{
+    DigestEntry, DigestKey, GroupId, OnionId, Packet, PacketDecoder, SeqSet, Spacing, Status,
+};
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -53,7 +55,95 @@ fn status() -> impl Strategy<Value = Status> {
     ]
 }
 
+fn seqset() -> impl Strategy<Value = SeqSet> {
+    (0u64..1_000_000, vec((1u64..50, 0u64..50), 0..16)).prop_map(|(upto, gaps)| {
+        // Build ascending, disjoint, non-adjacent ranges above upto + 1.
+        let mut ranges = Vec::new();
+        let mut floor = upto + 1;
+        for (gap, len) in gaps {
+            let a = floor + gap;
+            let b = a + len;
+            ranges.push((a, b));
+            floor = b + 1;
+        }
+        SeqSet { upto, ranges }
+    })
+}
+
+fn entry() -> impl Strategy<Value = DigestEntry> {
+    (
+        prop_oneof![
+            (0u32..300).prop_map(DigestKey::Index),
+            onion().prop_map(DigestKey::Id)
+        ],
+        seqset(),
+    )
+        .prop_map(|(key, held)| DigestEntry { key, held })
+}
+
+fn seq() -> impl Strategy<Value = u64> {
+    prop_oneof![1u64..1000, any::<u64>().prop_map(|x| x.max(1))]
+}
+
+fn sync_packet() -> impl Strategy<Value = Packet> {
+    prop_oneof![
+        (
+            gid(),
+            any::<[u8; 4]>(),
+            onion(),
+            seq(),
+            any::<u64>(),
+            proptest::option::of(vec(any::<u8>(), 64)),
+            bytes()
+        )
+            .prop_map(|(gid, list, speaker, seq, time, sig, text)| {
+                Packet::GroupSyncMessage {
+                    gid,
+                    list,
+                    speaker,
+                    seq,
+                    time,
+                    sig: sig.map(|s| s.try_into().unwrap()),
+                    text,
+                }
+            }),
+        (gid(), seqset()).prop_map(|(group, held)| Packet::GroupSyncAck { group, held }),
+        (gid(), any::<[u8; 4]>(), vec(entry(), 0..8)).prop_map(|(group, list, entries)| {
+            Packet::GroupSyncDigest {
+                group,
+                list,
+                entries,
+            }
+        }),
+        (gid(), onion(), seq(), 0u64..500).prop_map(|(gid, speaker, from, n)| {
+            Packet::GroupSyncWant {
+                gid,
+                speaker,
+                from,
+                to: from.saturating_add(n),
+            }
+        }),
+        (gid(), onion(), seq(), 0u64..500).prop_map(|(gid, speaker, from, n)| {
+            Packet::GroupSyncEnd {
+                gid,
+                speaker,
+                from,
+                to: from.saturating_add(n),
+            }
+        }),
+        (gid(), vec(onion(), 0..5))
+            .prop_map(|(gid, members)| Packet::GroupSyncTell { gid, members }),
+        (any::<[u8; 16]>(), any::<u64>(), bytes())
+            .prop_map(|(id, time, text)| Packet::SyncMessage { id, time, text }),
+        vec(any::<[u8; 16]>(), 1..5).prop_map(Packet::SyncAck),
+    ]
+}
+
 fn packet() -> impl Strategy<Value = Packet> {
+    prop_oneof![legacy_packet(), sync_packet()]
+}
+
+fn legacy_packet() -> impl Strategy<Value = Packet> {
     prop_oneof![
         (onion(), nonempty_bytes()).prop_map(|(from, cookie)| Packet::Ping { from, cookie }),
         nonempty_bytes().prop_map(|cookie| Packet::Pong { cookie }),
@@ -180,6 +270,29 @@ proptest! {
         // Feeding the rest yields the remaining packets.
         let rest = dec.feed(&stream[cut..]);
         prop_assert_eq!(rest.len(), ps.len() - complete);
+    }
+
+    /// Arbitrary payloads after the extension's commands: never a panic, and whatever decodes
+    /// re-encodes to a line that decodes to the same packet (what the fuzz target checks).
+    #[test]
+    fn sync_packets_parse_arbitrary_payloads_safely(
+        cmd in prop_oneof![
+            Just("groupchat_sync_message"), Just("groupchat_sync_ack"),
+            Just("groupchat_sync_digest"), Just("groupchat_sync_want"),
+            Just("groupchat_sync_end"), Just("groupchat_sync_tell"),
+            Just("sync_message"), Just("sync_ack"),
+        ],
+        words in vec(prop_oneof![
+            "[0-9]{1,22}", "[0-9a-f]{8}", "[0-9a-f]{32}", "[0-9a-f]{128}", "-",
+            "[a-z2-7]{16}", "[0-9]{1,3}:[0-9,-]{1,12}", "[a-z2-7]{16}:[0-9]{1,5}",
+            "[0-9,\\-]{1,10}", "[!-~]{1,10}",
+        ], 0..8),
+    ) {
+        let line = format!("{cmd} {}", words.join(" "));
+        if let Ok(p) = Packet::decode(line.as_bytes()) {
+            let enc = p.encode();
+            prop_assert_eq!(Packet::decode(&enc[..enc.len() - 1]), Ok(p));
+        }
     }
 
     #[test]

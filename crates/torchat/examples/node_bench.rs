@@ -18,6 +18,7 @@
 //! - `--env K=V`: set in every daemon's environment (e.g. `MALLOC_ARENA_MAX=2`);
 //! - `--group N,N…`, `--group-msgs M`, `--history MESSAGES`, `--pages P`, `--rounds R`,
 //!   `--hold SECONDS` (keep the `rounds` daemons running at the end, to inspect them).
+//!   `--no-sync` (group daemons without the torchat_sync extension: the seed's echoes).
 //!
 //! Sections:
 //! - `idle`: RSS of a daemon with the direct transport and no buddies;
@@ -64,6 +65,8 @@ struct Opts {
     pages: Option<usize>,
     rounds: usize,
     hold: u64,
+    /// Group daemons without the torchat_sync extension (the seed's echoes).
+    no_sync: bool,
 }
 
 fn opts() -> Opts {
@@ -80,6 +83,7 @@ fn opts() -> Opts {
         pages: None,
         rounds: 5,
         hold: 0,
+        no_sync: false,
     };
     let list = |s: String| -> Vec<usize> { s.split(',').map(|x| x.parse().unwrap()).collect() };
     let mut args = std::env::args().skip(1);
@@ -99,6 +103,7 @@ fn opts() -> Opts {
             "--pages" => o.pages = Some(args.next().unwrap().parse().unwrap()),
             "--rounds" => o.rounds = args.next().unwrap().parse().unwrap(),
             "--hold" => o.hold = args.next().unwrap().parse().unwrap(),
+            "--no-sync" => o.no_sync = true,
             s if !s.starts_with('-') => o.sections.push(s.to_owned()),
             s => panic!("unknown option {s}"),
         }
@@ -943,11 +948,11 @@ fn group(o: &Opts) {
                     .filter(|j| *j != i)
                     .map(|j| (ids[j].clone(), ports[j]))
                     .collect();
-                Daemon::start(
-                    o,
-                    &root.path().join(format!("m{i}")),
-                    &direct_config(None, ports[i], &peers),
-                )
+                let mut config = direct_config(None, ports[i], &peers);
+                if o.no_sync {
+                    config.push_str("[protocol]\nsync = false\n");
+                }
+                Daemon::start(o, &root.path().join(format!("m{i}")), &config)
             })
             .collect();
         let mut apis: Vec<Api> = daemons.iter().map(Daemon::api).collect();
@@ -1057,7 +1062,10 @@ fn group(o: &Opts) {
         let mean = receivers.iter().sum::<f64>() / receivers.len() as f64;
         let max = receivers.iter().copied().fold(0.0, f64::max);
         let whole: f64 = used.iter().map(|d| d.as_secs_f64() * 1e3).sum::<f64>() / m as f64;
-        println!("group of {n}, {m} messages pipelined by one speaker ({failed} refused):");
+        println!(
+            "group of {n}, {m} messages pipelined by one speaker ({failed} refused), torchat_sync {}:",
+            if o.no_sync { "off" } else { "on" }
+        );
         println!(
             "  every member held all after {:.2} s = {:.0} group messages/s",
             all.as_secs_f64(),
@@ -1129,6 +1137,7 @@ fn history(o: &Opts) {
                     timestamp: 1_700_000_000_000 + i as u64,
                     delivery: out.then_some(torchat_store::Delivery::Sent),
                     trust: None,
+                    sync: None,
                 }));
                 i += 1;
             }

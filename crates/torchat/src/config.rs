@@ -15,6 +15,9 @@
 //! [transport.direct.peers]
 //! "bobbbbbbbbbbbbbb" = "127.0.0.1:11010"
 //!
+//! [protocol]
+//! group_history_days = 30    # group history kept and served for catch-up (0: for ever)
+//!
 //! [log]
 //! level = "info"
 //! secrets = false            # never log full ids unless this is true
@@ -276,6 +279,14 @@ pub struct ProtocolConfig {
     pub settle_window_secs: Option<u64>,
     /// How long group packets wait for an unreachable member, in hours (default 24).
     pub relay_lifetime_hours: Option<u64>,
+    /// The same in seconds (tests); takes precedence over `relay_lifetime_hours`.
+    pub relay_lifetime_secs: Option<u64>,
+    /// Group history kept, and served to members catching up, in days (default 30; 0: for
+    /// ever). Older group messages are deleted when the daemon starts.
+    pub group_history_days: Option<u64>,
+    /// Announce and speak our extension `torchat_sync` (default true). Off, the node talks to
+    /// other torchat nodes as a seed-only member would (for comparisons and interop tests).
+    pub sync: Option<bool>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/torchat` or `~/.local/share/torchat`.

@@ -163,6 +163,16 @@ pub async fn start(cfg: &Config, data_dir: &Path) -> Result<Started, String> {
     if let Some(h) = cfg.protocol.relay_lifetime_hours {
         core.relay_lifetime = std::time::Duration::from_secs(h * 3600);
     }
+    if let Some(s) = cfg.protocol.relay_lifetime_secs {
+        core.relay_lifetime = std::time::Duration::from_secs(s);
+    }
+    if let Some(on) = cfg.protocol.sync {
+        core.sync = on;
+    }
+    if let Some(d) = cfg.protocol.group_history_days {
+        core.group_history_retention =
+            (d > 0).then(|| std::time::Duration::from_secs(d.saturating_mul(24 * 3600)));
+    }
     let nc = NodeConfig {
         data_dir: data_dir.to_path_buf(),
         core,

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use torchat_api::display::{line, text};
-use torchat_api::{Buddy, ContactRequest, Event, Group, Message, Trust};
+use torchat_api::{Buddy, ContactRequest, Event, Group, Message};
 
 use crate::Cmd;
 
@@ -191,7 +191,7 @@ pub(crate) fn event(e: &Event, json: bool) {
             println!(
                 "message {} now {} (vouched by {})",
                 short(id),
-                label(trust),
+                trust.label(),
                 claimants
                     .iter()
                     .map(|c| short(c))
@@ -201,7 +201,10 @@ pub(crate) fn event(e: &Event, json: bool) {
         }
         Event::GroupDelivery {
             id, delivered, of, ..
-        } => println!("message {}: {delivered} of {of} members have it", short(id)),
+        } => println!(
+            "message {}: {delivered} of {of} members have it (acknowledged)",
+            short(id)
+        ),
         Event::GroupDivergence { gid, member, peer } => println!(
             "group {}: {} lists {} but it could not be confirmed",
             short(gid),
@@ -261,16 +264,5 @@ pub(crate) fn event(e: &Event, json: bool) {
         ),
         Event::Error { message } => println!("error: {}", line(message)),
         other => println!("{other:?}"),
-    }
-}
-
-/// The tag for a trust value.
-pub(crate) fn label(t: &Trust) -> String {
-    match t {
-        Trust::Direct { .. } => "(Direct)".into(),
-        Trust::Relayed { k, n } => format!("({k} of {n})"),
-        Trust::Unconfirmed { k, n } => format!("(UNCONFIRMED {k} of {n})"),
-        Trust::Signed { k, n } => format!("(Signed, {k} of {n})"),
-        Trust::Own => "(me)".into(),
     }
 }

@@ -59,9 +59,11 @@ fn three_daemons_chat_group_restart_and_kill() {
     let got = hb.iter().find(|m| m["direction"] == json!("in")).unwrap();
     assert_eq!(got["text"], json!("hello bob ünïcödé\nline 2"));
     let mine = hb.iter().find(|m| m["direction"] == json!("out")).unwrap();
-    assert_eq!(
-        (mine["text"].clone(), mine["delivery"].clone()),
-        (json!("hi alice"), json!("sent"))
+    assert_eq!(mine["text"], json!("hi alice"));
+    // Acknowledged between torchat nodes (torchat_sync): sent, then delivered.
+    assert!(
+        mine["delivery"] == json!("sent") || mine["delivery"] == json!("delivered 1"),
+        "{mine}"
     );
 
     // A group made by bob with alice and carol, who cannot reach each other.

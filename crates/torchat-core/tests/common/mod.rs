@@ -10,10 +10,52 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand_core::SeedableRng;
-use torchat_core::{Config, ConnId, Event, FileId, FileIo, Node, Output, Record, Timestamp};
+use torchat_core::{
+    Config, ConnId, Event, FileId, FileIo, Node, Output, Record, SyncCopy, Timestamp,
+};
 use torchat_wire::{OnionId, Packet};
 
 pub const T0: u64 = 1_700_000_000_000;
+
+/// The stored sync copies a load asks for, from a node's records (as a store would have them).
+pub fn stored_copies(records: &[Record], req: &torchat_core::LoadRequest) -> Vec<SyncCopy> {
+    let mut meta = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::GroupMessage {
+                id, sync: Some(m), ..
+            }
+            | Record::GroupMessageSync { id, sync: m } => {
+                meta.insert(*id, *m);
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    for r in records {
+        if let Record::GroupMessage {
+            gid,
+            id,
+            sender,
+            text,
+            ..
+        } = r
+        {
+            let Some(m) = meta.get(id) else { continue };
+            if *gid == req.gid && *sender == req.speaker && (req.from..=req.to).contains(&m.seq) {
+                out.insert(
+                    m.seq,
+                    SyncCopy {
+                        speaker: sender.clone(),
+                        meta: *m,
+                        text: text.clone(),
+                    },
+                );
+            }
+        }
+    }
+    out.into_values().collect()
+}
 
 pub fn id(s: &str) -> OnionId {
     // Pad short names to legacy 16-char ids: "alice" -> "aliceaaaaaaaaaaa".
@@ -28,6 +70,16 @@ pub fn node(name: &str, seed: u64) -> Node {
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let mut cfg = Config::new(id(name));
     cfg.profile_name = name.as_bytes().to_vec();
+    Node::new(cfg, Box::new(rng))
+}
+
+/// A node that speaks only the seed's group chat (no `torchat_sync`), as ruby-torchat or
+/// another implementation of the documents would.
+pub fn seed_node(name: &str, seed: u64) -> Node {
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut cfg = Config::new(id(name));
+    cfg.profile_name = name.as_bytes().to_vec();
+    cfg.sync = false;
     Node::new(cfg, Box::new(rng))
 }
 
@@ -118,7 +170,26 @@ pub struct Net {
     /// (node, conn) -> the node at the other end, kept after the connection is gone.
     conn_target: BTreeMap<(usize, u32, ConnId), usize>,
     gens: Vec<u32>,
+    /// Nodes that play a member implementing only PROTOCOL §3 (like ruby-torchat): they
+    /// announce `supports groupchat`, never echo, answer echoes and our extensions' packets
+    /// with `not_implemented <command>`.
+    pub legacy: BTreeSet<usize>,
 }
+
+/// Commands a §3-only member does not know.
+const NOT_IN_SECTION_3: &[&str] = &[
+    "groupchat_echoed_message",
+    "groupchat_signed_message",
+    "groupchat_signed_echo",
+    "groupchat_sync_message",
+    "groupchat_sync_ack",
+    "groupchat_sync_digest",
+    "groupchat_sync_want",
+    "groupchat_sync_end",
+    "groupchat_sync_tell",
+    "sync_message",
+    "sync_ack",
+];
 
 impl Net {
     pub fn new(nodes: Vec<Node>) -> Self {
@@ -136,6 +207,7 @@ impl Net {
             refuse_once: BTreeSet::new(),
             wire: vec![],
             conn_target: BTreeMap::new(),
+            legacy: BTreeSet::new(),
         }
     }
 
@@ -290,6 +362,14 @@ impl Net {
                 }
             }
             Output::Transmit { conn, data } => {
+                let data = if self.legacy.contains(&i) {
+                    legacy_out(&data)
+                } else {
+                    data
+                };
+                if data.is_empty() {
+                    return;
+                }
                 let outgoing = self.peers[i].outgoing.contains(&conn);
                 for line in data.split_inclusive(|&b| b == b'\n') {
                     let line = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
@@ -321,6 +401,11 @@ impl Net {
             }
             Output::Event(e) => self.peers[i].events.push(e),
             Output::Persist(r) => self.peers[i].records.push(r),
+            Output::Load(req) => {
+                let copies = stored_copies(&self.peers[i].records, &req);
+                let now = self.now;
+                self.peers[i].node.handle_loaded(req.token, copies, now);
+            }
             Output::File(io) => self.file_io(i, io),
         }
     }
@@ -348,12 +433,64 @@ impl Net {
     fn deliver(&mut self, m: Msg) {
         let now = self.now;
         match m {
+            Msg::Data { to, conn, data } if self.legacy.contains(&to) => {
+                let mut keep = Vec::new();
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    let cmd = line
+                        .split(|&b| b == b' ' || b == b'\n')
+                        .next()
+                        .unwrap_or(&[]);
+                    match NOT_IN_SECTION_3.iter().find(|c| c.as_bytes() == cmd) {
+                        Some(c) => self.answer_not_implemented(to, conn, c),
+                        None => keep.extend_from_slice(line),
+                    }
+                }
+                if !keep.is_empty() {
+                    self.peers[to].node.handle_data(conn, &keep, now);
+                }
+            }
             Msg::Data { to, conn, data } => self.peers[to].node.handle_data(conn, &data, now),
             Msg::Closed { to, conn } => self.peers[to].node.handle_closed(conn, now),
             Msg::Connected { to, conn } => self.peers[to].node.handle_connected(conn, now),
             Msg::Failed { to, conn, why } => {
                 self.peers[to].node.handle_connect_failed(conn, why, now)
             }
+        }
+    }
+
+    /// A §3-only node answers an unknown command on its own outgoing connection to the sender.
+    fn answer_not_implemented(&mut self, legacy: usize, conn: ConnId, cmd: &str) {
+        let Some(&(sender, _)) = self.links.get(&(legacy, conn)) else {
+            return;
+        };
+        let out = self
+            .links
+            .iter()
+            .find(|((n, c), (m, _))| {
+                *n == legacy && *m == sender && self.peers[legacy].outgoing.contains(c)
+            })
+            .map(|(_, v)| *v);
+        if let Some((j, jc)) = out {
+            let line = format!("not_implemented {cmd}\n").into_bytes();
+            let gen = self.gens[legacy];
+            let c = self
+                .links
+                .get(&(j, jc))
+                .map(|(_, c)| *c)
+                .unwrap_or(ConnId(0));
+            self.wire.push(Wire {
+                at: self.now,
+                from: legacy,
+                gen,
+                conn: c,
+                outgoing: true,
+                line: line[..line.len() - 1].to_vec(),
+            });
+            self.queue.push_back(Msg::Data {
+                to: j,
+                conn: jc,
+                data: line,
+            });
         }
     }
 
@@ -455,4 +592,20 @@ impl Net {
             })
             .collect()
     }
+}
+
+/// What a §3-only member writes: no echoes, and only `groupchat` in `supports`.
+fn legacy_out(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"groupchat_echoed_message ") {
+            continue;
+        }
+        if line.starts_with(b"supports ") {
+            out.extend_from_slice(b"supports groupchat\n");
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    out
 }

@@ -6,7 +6,8 @@ use torchat_wire::{GroupId, OnionId};
 
 use crate::{
     Buddy, BuddyKind, Claim, Conversation, Delivery, Direction, Error, Group, GroupState, Member,
-    Message, MsgId, OutboxEntry, QueuedPacket, Result, RowId, StoredMessage, Trust,
+    Message, MsgId, OutboxEntry, QueuedPacket, Result, RowId, SeqSet, StoredMessage, SyncInfo,
+    Trust,
 };
 
 fn corrupt(what: &str, value: impl std::fmt::Debug) -> Error {
@@ -17,7 +18,7 @@ pub(super) fn onion(s: String) -> Result<OnionId> {
     OnionId::parse(&s).map_err(|_| corrupt("onion id", s))
 }
 
-fn gid(s: String) -> Result<GroupId> {
+pub(super) fn gid(s: String) -> Result<GroupId> {
     GroupId::new(&s).ok_or_else(|| corrupt("group id", s))
 }
 
@@ -79,7 +80,7 @@ pub(super) fn delivery(d: Delivery) -> (&'static str, i64) {
 /// `(trust, trust_k, trust_n)`.
 pub(super) fn trust(t: Trust) -> (&'static str, i64, i64) {
     match t {
-        Trust::Direct => ("direct", 0, 0),
+        Trust::Direct { confirmations } => ("direct", i64::from(confirmations), 0),
         Trust::Relayed { k, n } => ("relayed", i64::from(k), i64::from(n)),
         Trust::Signed { k, n } => ("signed", i64::from(k), i64::from(n)),
         Trust::Unconfirmed { k, n } => ("unconfirmed", i64::from(k), i64::from(n)),
@@ -148,7 +149,17 @@ pub(super) fn read_member(r: &Row<'_>) -> Result<Member> {
 
 /// Columns of a message, in the order [`read_message`] expects.
 pub(super) const MESSAGE_COLS: &str = "seq, msg_id, conv_kind, conv, direction, sender, text, ts, \
-                                       delivery, delivery_k, trust, trust_k, trust_n";
+                                       delivery, delivery_k, trust, trust_k, trust_n, \
+                                       gseq, gtime, sig";
+
+/// A sequence set as stored (its wire text).
+pub(super) fn seqset(s: &SeqSet) -> String {
+    s.to_string()
+}
+
+pub(super) fn read_seqset(s: String) -> Result<SeqSet> {
+    SeqSet::parse(s.as_bytes()).ok_or_else(|| corrupt("sequence set", s))
+}
 
 pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
     let kind: String = r.get(2)?;
@@ -181,7 +192,9 @@ pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
         },
         trust: match trust.as_deref() {
             None => None,
-            Some("direct") => Some(Trust::Direct),
+            Some("direct") => Some(Trust::Direct {
+                confirmations: count(r.get(11)?)?,
+            }),
             Some("relayed") => Some(Trust::Relayed {
                 k: count(r.get(11)?)?,
                 n: count(r.get(12)?)?,
@@ -197,6 +210,25 @@ pub(super) fn read_message(r: &Row<'_>) -> Result<StoredMessage> {
             Some("own") => Some(Trust::Own),
             Some(_) => return Err(corrupt("trust", trust)),
         },
+        sync: None,
+    };
+    let gseq: Option<i64> = r.get(13)?;
+    let msg = Message {
+        sync: match gseq {
+            None => None,
+            Some(g) => Some(SyncInfo {
+                seq: time(g)?,
+                time: time(r.get::<_, Option<i64>>(14)?.unwrap_or(0))?,
+                sig: match r.get::<_, Option<Vec<u8>>>(15)? {
+                    None => None,
+                    Some(v) => Some(
+                        <[u8; 64]>::try_from(v.as_slice())
+                            .map_err(|_| corrupt("signature", v.len()))?,
+                    ),
+                },
+            }),
+        },
+        ..msg
     };
     let seq: i64 = r.get(0)?;
     Ok(StoredMessage {

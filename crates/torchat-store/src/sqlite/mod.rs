@@ -24,7 +24,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::op::{to_sql_time, validate_all};
 use crate::{
     Buddy, Claim, Conversation, Error, Group, Member, MsgId, Op, OutboxEntry, QueuedPacket, Result,
-    RowId, Store, StoredMessage,
+    RowId, SeqSet, Store, StoredMessage,
 };
 
 /// How long a write waits for another connection's lock before failing with "busy".
@@ -350,6 +350,73 @@ impl Store for SqliteStore {
             codec::OUTBOX_COLS
         );
         self.collect(&sql, [to_sql_time(now)], codec::read_outbox)
+    }
+
+    fn sync_range(
+        &self,
+        gid: &GroupId,
+        speaker: &OnionId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {} FROM messages WHERE conv = ?1 AND sender = ?2 AND gseq BETWEEN ?3 AND ?4
+               AND conv_kind = 'group'
+             ORDER BY gseq",
+            codec::MESSAGE_COLS
+        );
+        self.collect(
+            &sql,
+            params![
+                gid.as_str(),
+                speaker.as_str(),
+                to_sql_time(from),
+                to_sql_time(to)
+            ],
+            codec::read_message,
+        )
+    }
+
+    fn sync_seqs(&self) -> Result<Vec<(GroupId, u64)>> {
+        self.collect("SELECT gid, next FROM sync_seq ORDER BY gid", [], |r| {
+            let next: i64 = r.get(1)?;
+            Ok((
+                codec::gid(r.get(0)?)?,
+                u64::try_from(next).map_err(|_| Error::Corrupt(format!("next {next}")))?,
+            ))
+        })
+    }
+
+    fn sync_vectors(&self, gid: &GroupId) -> Result<Vec<(OnionId, OnionId, SeqSet)>> {
+        self.collect(
+            "SELECT member, speaker, held FROM sync_vectors WHERE gid = ?1
+             ORDER BY member, speaker",
+            [gid.as_str()],
+            |r| {
+                Ok((
+                    codec::onion(r.get(0)?)?,
+                    codec::onion(r.get(1)?)?,
+                    codec::read_seqset(r.get(2)?)?,
+                ))
+            },
+        )
+    }
+
+    fn peer_extensions(&self) -> Result<Vec<(OnionId, Vec<String>)>> {
+        self.collect(
+            "SELECT id, exts FROM peer_extensions ORDER BY id",
+            [],
+            |r| {
+                let exts: String = r.get(1)?;
+                Ok((
+                    codec::onion(r.get(0)?)?,
+                    exts.split(' ')
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ))
+            },
+        )
     }
 
     fn transfers(&self) -> Result<Vec<crate::Transfer>> {

@@ -159,6 +159,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_by_conversation ON messages (conv_kind, conv, seq);
     CREATE INDEX messages_queued ON messages (seq) WHERE delivery = 'queued';
     ",
+    // 5 -> 6: extension torchat_sync — each group message's sequence number, time and
+    // signature (unique per group and speaker), the next number per group (never lowered),
+    // what each member holds of each speaker, and what each peer supports.
+    "
+    ALTER TABLE messages ADD COLUMN gseq INTEGER CHECK (gseq IS NULL OR gseq > 0);
+    ALTER TABLE messages ADD COLUMN gtime INTEGER;
+    ALTER TABLE messages ADD COLUMN sig BLOB CHECK (sig IS NULL OR length(sig) = 64);
+    CREATE UNIQUE INDEX messages_by_speaker_seq ON messages (conv, sender, gseq)
+        WHERE gseq IS NOT NULL;
+    CREATE INDEX messages_by_time ON messages (conv_kind, ts);
+
+    CREATE TABLE sync_seq (
+        gid  TEXT PRIMARY KEY NOT NULL,
+        next INTEGER NOT NULL CHECK (next > 0)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sync_vectors (
+        gid     TEXT NOT NULL,
+        member  TEXT NOT NULL,
+        speaker TEXT NOT NULL,
+        held    TEXT NOT NULL,
+        PRIMARY KEY (gid, member, speaker)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE peer_extensions (
+        id   TEXT PRIMARY KEY NOT NULL,
+        exts TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this code writes.
@@ -389,6 +418,26 @@ mod tests {
         );
         assert!(queued.contains("messages_queued"), "{queued}");
         assert!(!queued.contains("TEMP B-TREE"), "{queued}");
+    }
+
+    #[test]
+    fn version_3_files_get_the_sync_columns_and_keep_their_messages() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..3]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts)
+             VALUES (x'00000000000000000000000000000001', 'group', 'g', 'in', 's', x'68', 5);",
+        )
+        .unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM messages WHERE gseq IS NULL"),
+            1
+        );
+        for t in ["sync_seq", "sync_vectors", "peer_extensions"] {
+            assert_eq!(count(&conn, &format!("SELECT count(*) FROM {t}")), 0);
+        }
     }
 
     #[test]

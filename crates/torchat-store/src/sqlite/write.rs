@@ -128,12 +128,13 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
                 Some((t, k, n)) => (Some(t), k, n),
                 None => (None, 0, 0),
             };
+            // A message id or a (group, sender, sequence number) already stored: nothing.
             run(
                 tx,
                 "INSERT INTO messages (msg_id, conv_kind, conv, direction, sender, text, ts,
-                   delivery, delivery_k, trust, trust_k, trust_n)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (msg_id) DO NOTHING",
+                   delivery, delivery_k, trust, trust_k, trust_n, gseq, gtime, sig)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT DO NOTHING",
                 params![
                     &m.id.0[..],
                     kind,
@@ -146,7 +147,10 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
                     delivery_k,
                     trust,
                     trust_k,
-                    trust_n
+                    trust_n,
+                    m.sync.map(|s| to_sql_time(s.seq)),
+                    m.sync.map(|s| to_sql_time(s.time)),
+                    m.sync.and_then(|s| s.sig).map(|s| s.to_vec()),
                 ],
             )
         }
@@ -226,6 +230,49 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
             ],
         ),
         Op::DequeuePacket { id } => run(tx, "DELETE FROM packet_queue WHERE id = ?1", [&id.0[..]]),
+        Op::SetSyncInfo { id, sync } => run(
+            tx,
+            "UPDATE messages SET gseq = ?2, gtime = ?3, sig = ?4
+             WHERE msg_id = ?1 AND gseq IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM messages AS o
+                 WHERE o.conv = messages.conv AND o.sender = messages.sender AND o.gseq = ?2)",
+            params![
+                &id.0[..],
+                to_sql_time(sync.seq),
+                to_sql_time(sync.time),
+                sync.sig.map(|s| s.to_vec())
+            ],
+        ),
+        Op::SetSyncSeq { gid, next } => run(
+            tx,
+            "INSERT INTO sync_seq (gid, next) VALUES (?1, ?2)
+             ON CONFLICT (gid) DO UPDATE SET next = excluded.next WHERE excluded.next > next",
+            params![gid.as_str(), to_sql_time(*next)],
+        ),
+        Op::SetSyncVector {
+            gid,
+            member,
+            speaker,
+            held,
+        } => {
+            let new = !exists(
+                tx,
+                "SELECT 1 FROM sync_vectors WHERE gid = ?1 AND member = ?2 AND speaker = ?3",
+                params![gid.as_str(), member.as_str(), speaker.as_str()],
+            )?;
+            run(
+                tx,
+                "INSERT INTO sync_vectors (gid, member, speaker, held) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (gid, member, speaker) DO UPDATE SET held = excluded.held",
+                params![
+                    gid.as_str(),
+                    member.as_str(),
+                    speaker.as_str(),
+                    codec::seqset(held)
+                ],
+            )?;
+            Ok(u64::from(new))
+        }
         Op::UpsertTransfer(t) => {
             let new = !exists(
                 tx,
@@ -256,6 +303,43 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
                 ],
             )?;
             Ok(u64::from(new))
+        }
+        Op::SetPeerExtensions { id, extensions } => {
+            let new = !exists(
+                tx,
+                "SELECT 1 FROM peer_extensions WHERE id = ?1",
+                [id.as_str()],
+            )?;
+            run(
+                tx,
+                "INSERT INTO peer_extensions (id, exts) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET exts = excluded.exts",
+                params![id.as_str(), extensions.join(" ")],
+            )?;
+            Ok(u64::from(new))
+        }
+        Op::PruneGroupHistory { before } => {
+            let before = to_sql_time(*before);
+            // The newest row stays, so that row numbers are never reused (SQLite gives a new
+            // row the largest one + 1).
+            let old = "SELECT msg_id FROM messages WHERE conv_kind = 'group' AND ts < ?1
+                       AND seq < (SELECT max(seq) FROM messages)";
+            run(
+                tx,
+                &format!("DELETE FROM claims WHERE msg_id IN ({old})"),
+                [before],
+            )?;
+            run(
+                tx,
+                &format!("DELETE FROM outbox WHERE msg_id IN ({old})"),
+                [before],
+            )?;
+            run(
+                tx,
+                "DELETE FROM messages WHERE conv_kind = 'group' AND ts < ?1
+                 AND seq < (SELECT max(seq) FROM messages)",
+                [before],
+            )
         }
         Op::RemoveTransfer { id } => run(
             tx,

@@ -41,6 +41,7 @@ pub fn msg_in(n: u64, from: &OnionId, text: &str) -> Message {
         timestamp: 1_000 + n,
         delivery: None,
         trust: None,
+        sync: None,
     }
 }
 
@@ -54,7 +55,8 @@ pub fn msg_group(n: u64, g: &GroupId, from: &OnionId, text: &str) -> Message {
         text: text.as_bytes().to_vec(),
         timestamp: 1_000 + n,
         delivery: None,
-        trust: Some(torchat_store::Trust::Direct),
+        trust: Some(torchat_store::Trust::Direct { confirmations: 0 }),
+        sync: None,
     }
 }
 
@@ -100,6 +102,9 @@ pub struct Dump {
     pub messages: Vec<StoredMessage>,
     pub claims: Vec<Vec<Claim>>,
     pub outbox: Vec<OutboxEntry>,
+    pub sync_seqs: Vec<(GroupId, u64)>,
+    pub vectors: Vec<Vec<(OnionId, OnionId, torchat_store::SeqSet)>>,
+    pub extensions: Vec<(OnionId, Vec<String>)>,
 }
 
 /// Reads everything through the trait. `extra_gids` lists groups to ask members of even if
@@ -127,5 +132,8 @@ pub fn dump(s: &dyn Store, extra_gids: &[GroupId]) -> Dump {
         messages,
         claims,
         outbox: s.outbox().unwrap(),
+        sync_seqs: s.sync_seqs().unwrap(),
+        vectors: gids.iter().map(|g| s.sync_vectors(g).unwrap()).collect(),
+        extensions: s.peer_extensions().unwrap(),
     }
 }
