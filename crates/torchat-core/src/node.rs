@@ -768,6 +768,16 @@ impl Node {
             }
             return;
         }
+        if b.inc == Some(conn) && !b.online && b.out.is_some_and(|o| o > conn) {
+            // The peer closed its side before the session was up, while our connection,
+            // opened after its, is still in its handshake: a client that replaces its pair
+            // when we connect (jtorchat) is answering on a new one. Closing ours too would
+            // start the same exchange over, for ever; it stays, under its handshake timeout.
+            b.inc = None;
+            b.status_seen = false;
+            self.update_presence(&id);
+            return;
+        }
         let was_up = b.inc.is_some();
         // Losing either connection of a pair ends the session: close the other one too.
         let others: Vec<ConnId> = [b.out, b.inc, b.spare]
