@@ -711,6 +711,34 @@ impl App {
         }
     }
 
+    /// Tab while the input line is `/send <path>`: completes the path (to the longest common
+    /// prefix of the names that match; several are listed). False if the line is not `/send`.
+    fn complete_send_path(&mut self) -> bool {
+        let text = self.input.text();
+        let Some(arg) = text.strip_prefix("/send ") else {
+            return false;
+        };
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let c = crate::files::complete_path(arg, home.as_deref());
+        if let Some(done) = c.completed {
+            self.input.set_text(&format!("/send {done}"));
+        }
+        match c.candidates.len() {
+            0 => self.say(Level::Info, "no file matches"),
+            1 => {}
+            n => {
+                let shown: Vec<&str> = c.candidates.iter().take(12).map(String::as_str).collect();
+                let more = if n > 12 {
+                    format!(" … ({n} in all)")
+                } else {
+                    String::new()
+                };
+                self.say(Level::Info, format!("{}{more}", shown.join("  ")));
+            }
+        }
+        true
+    }
+
     fn key_common(&mut self, k: KeyEvent) -> bool {
         let alt = k.modifiers.contains(KeyModifiers::ALT);
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
@@ -737,6 +765,9 @@ impl App {
     }
 
     fn key_normal(&mut self, k: KeyEvent) {
+        if k.code == KeyCode::Tab && self.complete_send_path() {
+            return;
+        }
         if self.key_common(k) {
             return;
         }

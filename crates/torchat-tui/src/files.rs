@@ -216,3 +216,98 @@ fn expand(p: &str, home: Option<&str>) -> String {
         _ => p.to_owned(),
     }
 }
+
+/// What Tab makes of a partly typed path.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Completion {
+    /// The argument completed as far as it is unambiguous (`None`: nothing to add).
+    pub completed: Option<String>,
+    /// Names in the directory that match what was typed (directories end with `/`), sorted.
+    pub candidates: Vec<String>,
+}
+
+/// Completes `arg` (a path as typed: relative, absolute, or starting with `~/`) against the
+/// file system. Hidden names are offered only when what was typed starts with a dot.
+pub(crate) fn complete_path(arg: &str, home: Option<&std::path::Path>) -> Completion {
+    let (dir_typed, prefix) = match arg.rfind('/') {
+        Some(i) => (&arg[..=i], &arg[i + 1..]),
+        None => ("", arg),
+    };
+    let dir: std::path::PathBuf = match (dir_typed.strip_prefix("~/"), home) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ if dir_typed.is_empty() => ".".into(),
+        _ => dir_typed.into(),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Completion::default();
+    };
+    let mut candidates: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            let is_dir = e.file_type().ok()?.is_dir()
+                || (e.file_type().ok()?.is_symlink() && e.path().is_dir());
+            Some(if is_dir { format!("{name}/") } else { name })
+        })
+        .take(10_000)
+        .collect();
+    candidates.sort();
+    let common = match candidates.split_first() {
+        None => return Completion::default(),
+        Some((first, rest)) => rest.iter().fold(first.as_str(), |acc, c| {
+            let n = acc
+                .char_indices()
+                .zip(c.chars())
+                .take_while(|((_, a), b)| a == b)
+                .last()
+                .map_or(0, |((i, a), _)| i + a.len_utf8());
+            &acc[..n]
+        }),
+    };
+    let completed = (common.len() > prefix.len()).then(|| format!("{dir_typed}{common}"));
+    Completion {
+        completed,
+        candidates,
+    }
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    #[test]
+    fn completes_unique_names_lists_several_and_expands_home() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("report-2026.pdf"), b"x").unwrap();
+        std::fs::write(d.path().join("report-2025.pdf"), b"x").unwrap();
+        std::fs::write(d.path().join("photo.jpg"), b"x").unwrap();
+        std::fs::write(d.path().join(".hidden"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("pics")).unwrap();
+        let base = format!("{}/", d.path().display());
+
+        let c = complete_path(&format!("{base}ph"), None);
+        assert_eq!(c.completed, Some(format!("{base}photo.jpg")));
+        let c = complete_path(&format!("{base}pi"), None);
+        assert_eq!(c.completed, Some(format!("{base}pics/")));
+        let c = complete_path(&format!("{base}re"), None);
+        assert_eq!(c.completed, Some(format!("{base}report-202")));
+        assert_eq!(c.candidates, ["report-2025.pdf", "report-2026.pdf"]);
+        let c = complete_path(&format!("{base}report-202"), None);
+        assert_eq!(c.completed, None, "nothing more to add");
+        assert_eq!(c.candidates.len(), 2);
+        assert_eq!(
+            complete_path(&format!("{base}zz"), None),
+            Completion::default()
+        );
+        let c = complete_path(&base, None);
+        assert!(!c.candidates.contains(&".hidden".to_owned()));
+        let c = complete_path(&format!("{base}.h"), None);
+        assert_eq!(c.completed, Some(format!("{base}.hidden")));
+        let c = complete_path("~/ph", Some(d.path()));
+        assert_eq!(c.completed, Some("~/photo.jpg".to_owned()));
+        assert_eq!(complete_path("/no/such/dir/x", None), Completion::default());
+    }
+}

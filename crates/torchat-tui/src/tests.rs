@@ -1070,3 +1070,25 @@ fn paging_back_through_a_long_history_keeps_a_window_and_comes_back() {
     assert_eq!(conv.messages.last().unwrap().row, top);
     assert!(screen(&app).contains(&format!("line {top}")));
 }
+
+#[test]
+fn tab_completes_the_path_of_send_and_otherwise_moves_between_conversations() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("holiday.jpg"), b"x").unwrap();
+    let mut app = started();
+    let typed = format!("/send {}/hol", d.path().display());
+    for c in typed.chars() {
+        app.handle(key(KeyCode::Char(c)));
+    }
+    let before = app.current().clone();
+    app.handle(key(KeyCode::Tab));
+    assert_eq!(
+        app.input_text(),
+        format!("/send {}/holiday.jpg", d.path().display())
+    );
+    assert_eq!(*app.current(), before, "Tab completed instead of moving");
+    // Without /send, Tab still moves to the next conversation.
+    app.handle(ctrl('u'));
+    app.handle(key(KeyCode::Tab));
+    assert_ne!(*app.current(), before);
+}
