@@ -82,3 +82,26 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// Writes a file of `size` pseudo-random bytes (xorshift from `seed`) to `path`; returns its
+/// sha256.
+pub fn make_file(path: &std::path::Path, size: usize, seed: u64) -> Vec<u8> {
+    use sha2::Digest;
+    let mut x = seed | 1;
+    let mut data = Vec::with_capacity(size);
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(size);
+    std::fs::write(path, &data).unwrap();
+    sha2::Sha256::digest(&data).to_vec()
+}
+
+/// The sha256 of a file's contents.
+pub fn sha_of(path: &std::path::Path) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}

@@ -7,30 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use torchat_testkit::{direct_config, free_port, legacy_id, presence, wait_until, Client, Daemon};
+use torchat_testkit::{
+    direct_config, free_port, legacy_id, make_file, presence, sha_of, wait_until, Client, Daemon,
+};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-/// A file of `size` pseudo-random bytes; returns its sha256.
-fn make_file(path: &Path, size: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut data = Vec::with_capacity(size);
-    while data.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(size);
-    std::fs::write(path, &data).unwrap();
-    Sha256::digest(&data).to_vec()
-}
-
-fn sha_of(path: &Path) -> Vec<u8> {
-    Sha256::digest(std::fs::read(path).unwrap()).to_vec()
 }
 
 fn config(name: &str, port: u16, peer: (&str, u16), downloads: &Path) -> String {

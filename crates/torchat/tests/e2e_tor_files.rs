@@ -9,33 +9,17 @@
 //! Needs `tor` and `python3`; prints SKIP without them unless `TORCHAT_REQUIRE_TOR=1`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use torchat_testkit::tornet::{self, toml_list, Network};
-use torchat_testkit::{presence, wait_until, Client, Daemon};
+use torchat_testkit::{make_file, presence, sha_of, wait_until, Client, Daemon};
 
 const MIB: usize = 1024 * 1024;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-/// A file of `size` pseudo-random bytes (xorshift); returns its sha256.
-fn make_file(path: &Path, size: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut data = Vec::with_capacity(size);
-    while data.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(size);
-    std::fs::write(path, &data).unwrap();
-    Sha256::digest(&data).to_vec()
 }
 
 fn transfers(c: &mut Client) -> Vec<Value> {
@@ -140,7 +124,7 @@ fn a_100_mib_file_moves_over_a_private_tor_network() {
     let tr = transfer(&mut cb, rid);
     let path = PathBuf::from(tr["path"].as_str().unwrap());
     assert_eq!(path, root.path().join("existing-dl").join("big.bin"));
-    assert_eq!(Sha256::digest(std::fs::read(&path).unwrap()).to_vec(), sha);
+    assert_eq!(sha_of(&path), sha);
     wait_until(secs(60), "sender complete", || {
         transfer(&mut ca, sid)["state"] == json!("complete")
     });
