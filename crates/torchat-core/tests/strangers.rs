@@ -272,6 +272,36 @@ fn a_buddy_over_the_chat_rate_has_the_excess_dropped_then_recovers() {
     assert_eq!(stored(&s), 2001);
 }
 
+#[test]
+fn a_buddy_at_the_default_limits_loses_nothing_of_a_large_burst() {
+    // A bot, the IRC gateway or a catch-up sends thousands of lines at once; legacy TorChat
+    // cannot say "slow down", so a dropped line would be lost for good. The default limit for
+    // buddies is a ceiling far above that (strangers keep a low one).
+    let mut s = Script::new("us");
+    let bob = id("bob");
+    let now = s.now;
+    s.node.add_buddy(bob.clone(), None, now).unwrap();
+    s.drain();
+    let (inc, _) = session(&mut s, &bob);
+    feed_all(
+        &mut s,
+        inc,
+        (0..20_000).map(|i| line(&Packet::Message(format!("m{i}").into_bytes()))),
+    );
+    s.now = s.now + Duration::from_secs(1);
+    feed_all(
+        &mut s,
+        inc,
+        (0..20_000).map(|i| line(&Packet::Message(format!("n{i}").into_bytes()))),
+    );
+    let stored = records(&s)
+        .iter()
+        .filter(|r| matches!(r, Record::MessageIn { .. }))
+        .count();
+    assert_eq!(stored, 40_000);
+    assert_eq!(s.node.stats().rate_limited, 0);
+}
+
 // ----- finding 3: add_me from a stranger -----
 
 #[test]
