@@ -6,16 +6,17 @@
 //! anything else (a lone `\`, as jtorchat writes in chat text) is kept as it is. Nothing else is
 //! escaped: CR, NUL and high bytes pass through raw.
 
-/// Appends the escaped form of `raw` to `out`.
+/// Appends the escaped form of `raw` to `out`. Runs without a byte to escape are copied
+/// whole (most text has none; a file block has one in 128 bytes).
 pub fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
     out.reserve(raw.len());
-    for &b in raw {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\/"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            _ => out.push(b),
-        }
+    let mut from = 0;
+    for i in memchr::memchr2_iter(b'\\', b'\n', raw) {
+        out.extend_from_slice(&raw[from..i]);
+        out.extend_from_slice(if raw[i] == b'\n' { b"\\n" } else { b"\\/" });
+        from = i + 1;
     }
+    out.extend_from_slice(&raw[from..]);
 }
 
 /// Returns the escaped form of `raw`.
@@ -28,27 +29,25 @@ pub fn escape(raw: &[u8]) -> Vec<u8> {
 /// Returns the unescaped form of `wire`. Never fails: unknown escapes are kept literally.
 pub fn unescape(wire: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(wire.len());
+    let mut from = 0;
     let mut i = 0;
-    while i < wire.len() {
-        let b = wire[i];
-        if b == b'\\' {
-            match wire.get(i + 1) {
-                Some(b'n') => {
-                    out.push(b'\n');
-                    i += 2;
-                    continue;
-                }
-                Some(b'/') => {
-                    out.push(b'\\');
-                    i += 2;
-                    continue;
-                }
-                _ => {}
+    while let Some(k) = memchr::memchr(b'\\', &wire[i..]) {
+        let at = i + k;
+        let with = match wire.get(at + 1) {
+            Some(b'n') => b'\n',
+            Some(b'/') => b'\\',
+            // Not an escape: kept literally, and the next byte may start one.
+            _ => {
+                i = at + 1;
+                continue;
             }
-        }
-        out.push(b);
-        i += 1;
+        };
+        out.extend_from_slice(&wire[from..at]);
+        out.push(with);
+        from = at + 2;
+        i = from;
     }
+    out.extend_from_slice(&wire[from..]);
     out
 }
 

@@ -80,7 +80,7 @@ impl LineDecoder {
             if rest.is_empty() {
                 return None;
             }
-            match rest.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', rest) {
                 Some(nl) => {
                     let (seg, tail) = rest.split_at(nl);
                     *rest = &tail[1..];

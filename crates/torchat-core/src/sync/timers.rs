@@ -62,7 +62,12 @@ impl Node {
                         .collect()
                 })
                 .unwrap_or_default();
-            let tag = self.group_tag(&gid);
+            // The tag scans every group: only worked out when there is something to send.
+            let tag = if acks.is_empty() {
+                gid.clone()
+            } else {
+                self.group_tag(&gid)
+            };
             for s in acks {
                 let held = self
                     .gsync(&gid)

@@ -162,6 +162,10 @@ impl Driver {
             cfg.files.max_offers_per_buddy = 2;
             cfg.files.max_transfers = 4;
             cfg.files.max_finished = 4;
+            // Small blocks and windows: the same paths, without encoding a megabyte a step.
+            cfg.files.block_size = 512;
+            cfg.files.window = 8;
+            cfg.files.window_legacy = 4;
         }
         let caps = Caps {
             connections: cfg.max_connections,
@@ -421,7 +425,9 @@ impl Driver {
             10 => n.group_decline(&g, now),
             11 => n.group_leave(&g, None, now),
             12 => n.group_say(&g, b"hi".to_vec(), now).map(|_| ()),
-            13 => n.send_file(&p, b"f.txt".to_vec(), 100_000, now).map(|_| ()),
+            13 => n
+                .send_file(&p, b"f.txt".to_vec(), 1 + arg as u64 * 500, now)
+                .map(|_| ()),
             14 => match self.files.get(arg % self.files.len().max(1)) {
                 Some(f) => n.accept_file(*f, now),
                 None => Ok(()),
