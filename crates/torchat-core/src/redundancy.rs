@@ -83,50 +83,153 @@ pub(crate) struct Copy<'a> {
     pub sync: Option<SyncMeta>,
 }
 
+/// What a copy needs of the message it goes to: no direct copy yet, or no claim by this
+/// claimant yet.
+#[derive(Debug, Clone, Copy)]
+enum Fit<'a> {
+    Direct,
+    Claim(&'a OnionId),
+}
+
+impl Fit<'_> {
+    fn fits(self, s: &Slot) -> bool {
+        match self {
+            Fit::Direct => !s.direct,
+            Fit::Claim(c) => !s.claimants.contains(c),
+        }
+    }
+}
+
+/// The messages of one (speaker, text), in arrival order, with how many leading ones a search
+/// can skip: a speaker who repeats a text thousands of times costs a lookup per copy, not a
+/// scan of every earlier repetition.
+#[derive(Debug, Default)]
+struct Same {
+    slots: VecDeque<u64>,
+    /// The first `direct` slots all have a direct copy.
+    direct: usize,
+    /// For each claimant, the first so many slots all have its claim (absent: none known).
+    claimed: BTreeMap<OnionId, usize>,
+    /// Slots by message id.
+    ids: BTreeMap<[u8; 16], BTreeSet<u64>>,
+}
+
+impl Same {
+    fn skip(&self, fit: Fit<'_>) -> usize {
+        match fit {
+            Fit::Direct => self.direct,
+            Fit::Claim(c) => self.claimed.get(c).copied().unwrap_or(0),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
     slots: BTreeMap<u64, Slot>,
     /// Slot numbers per (speaker, text), in arrival order.
-    by_key: BTreeMap<(OnionId, Vec<u8>), VecDeque<u64>>,
+    by_key: BTreeMap<(OnionId, Vec<u8>), Same>,
     /// Slot numbers of sync messages per (speaker, sequence number).
     by_seq: BTreeMap<(OnionId, u64), u64>,
     next: u64,
 }
 
 impl Engine {
-    fn key_slots(&self, sender: &OnionId, text: &[u8]) -> impl Iterator<Item = u64> + '_ {
-        self.by_key
-            .get(&(sender.clone(), text.to_vec()))
-            .into_iter()
-            .flatten()
-            .copied()
-    }
-
     /// The message a copy belongs to: by id for signed copies (or the first plain-matched one
     /// without an id, which then takes it), else the first one with that speaker and text
-    /// for which `fits` holds.
+    /// that `fit` accepts.
     fn find(
         &self,
         sender: &OnionId,
         text: &[u8],
         msgid: Option<[u8; 16]>,
-        fits: impl Fn(&Slot) -> bool,
+        fit: Fit<'_>,
     ) -> Option<u64> {
+        let same = self.by_key.get(&(sender.clone(), text.to_vec()))?;
         if let Some(m) = msgid {
-            if let Some(n) = self
-                .key_slots(sender, text)
-                .find(|n| self.slots.get(n).is_some_and(|s| s.msgid == Some(m)))
-            {
+            if let Some(&n) = same.ids.get(&m).and_then(|set| set.first()) {
                 return Some(n);
             }
-            return self.key_slots(sender, text).find(|n| {
-                self.slots
-                    .get(n)
-                    .is_some_and(|s| s.msgid.is_none() && fits(s))
-            });
         }
-        self.key_slots(sender, text)
-            .find(|n| self.slots.get(n).is_some_and(&fits))
+        let found = same.slots.iter().skip(same.skip(fit)).copied().find(|n| {
+            self.slots
+                .get(n)
+                .is_some_and(|s| (msgid.is_none() || s.msgid.is_none()) && fit.fits(s))
+        });
+        debug_assert_eq!(found, self.find_by_scan(same, msgid, fit));
+        found
+    }
+
+    /// `find` the slow way, to check the skips against.
+    fn find_by_scan(&self, same: &Same, msgid: Option<[u8; 16]>, fit: Fit<'_>) -> Option<u64> {
+        let slot = |n: &u64| self.slots.get(n);
+        if let Some(m) = msgid {
+            if let Some(n) = same
+                .slots
+                .iter()
+                .find(|n| slot(n).is_some_and(|s| s.msgid == Some(m)))
+            {
+                return Some(*n);
+            }
+        }
+        same.slots
+            .iter()
+            .find(|n| {
+                slot(n).is_some_and(|s| (msgid.is_none() || s.msgid.is_none()) && fit.fits(s))
+            })
+            .copied()
+    }
+
+    /// Slot `n` gained a direct copy or claims (`who`, or any of its claimants): moves the
+    /// skips of its (speaker, text) past every leading slot that now has them.
+    fn advance(&mut self, n: u64, who: Option<&OnionId>) {
+        let Some(s) = self.slots.get(&n) else {
+            return;
+        };
+        let slots = &self.slots;
+        let Some(same) = self.by_key.get_mut(&(s.sender.clone(), s.text.clone())) else {
+            return;
+        };
+        let at = |same: &Same, i: usize| same.slots.get(i).and_then(|x| slots.get(x));
+        while at(same, same.direct).is_some_and(|s| s.direct) {
+            same.direct += 1;
+        }
+        let claimants: Vec<&OnionId> = match who {
+            Some(c) => vec![c],
+            None => s.claimants.iter().collect(),
+        };
+        for c in claimants {
+            let mut p = same.claimed.get(c).copied().unwrap_or(0);
+            let start = p;
+            while at(same, p).is_some_and(|s| s.claimants.contains(c)) {
+                p += 1;
+            }
+            if p > start {
+                same.claimed.insert(c.clone(), p);
+            }
+        }
+    }
+
+    /// Gives slot `n` the message id `m` (replacing the one it had).
+    fn set_msgid(&mut self, n: u64, m: [u8; 16]) {
+        let Some(s) = self.slots.get_mut(&n) else {
+            return;
+        };
+        let old = s.msgid.replace(m);
+        if old == Some(m) {
+            return;
+        }
+        let Some(same) = self.by_key.get_mut(&(s.sender.clone(), s.text.clone())) else {
+            return;
+        };
+        if let Some(o) = old {
+            if let Some(set) = same.ids.get_mut(&o) {
+                set.remove(&n);
+                if set.is_empty() {
+                    same.ids.remove(&o);
+                }
+            }
+        }
+        same.ids.entry(m).or_default().insert(n);
     }
 
     fn new_slot(
@@ -159,6 +262,7 @@ impl Engine {
         self.by_key
             .entry((sender.clone(), text.to_vec()))
             .or_default()
+            .slots
             .push_back(n);
         n
     }
@@ -168,15 +272,37 @@ impl Engine {
             return;
         };
         let key = (slot.sender.clone(), slot.text.clone());
+        let msgid = slot.msgid;
         if let Some(m) = slot.sync {
             self.by_seq.remove(&(slot.sender.clone(), m.seq));
         }
         self.slots.remove(&n);
-        if let Some(q) = self.by_key.get_mut(&key) {
-            q.retain(|x| *x != n);
-            if q.is_empty() {
-                self.by_key.remove(&key);
+        let Some(same) = self.by_key.get_mut(&key) else {
+            return;
+        };
+        if same.slots.front() == Some(&n) {
+            // The oldest message is the first of its text: every skip moves down by one.
+            same.slots.pop_front();
+            same.direct = same.direct.saturating_sub(1);
+            same.claimed
+                .values_mut()
+                .for_each(|p| *p = p.saturating_sub(1));
+            same.claimed.retain(|_, p| *p > 0);
+        } else {
+            same.slots.retain(|x| *x != n);
+            same.direct = 0;
+            same.claimed.clear();
+        }
+        if let Some(m) = msgid {
+            if let Some(set) = same.ids.get_mut(&m) {
+                set.remove(&n);
+                if set.is_empty() {
+                    same.ids.remove(&m);
+                }
             }
+        }
+        if same.slots.is_empty() {
+            self.by_key.remove(&key);
         }
     }
 
@@ -184,7 +310,7 @@ impl Engine {
     fn slot_for(
         &mut self,
         c: Copy<'_>,
-        fits: impl Fn(&Slot) -> bool,
+        fit: Fit<'_>,
         new_id: MsgId,
         now: Timestamp,
         max: usize,
@@ -192,15 +318,15 @@ impl Engine {
         let by_seq = c
             .sync
             .and_then(|m| self.by_seq.get(&(c.sender.clone(), m.seq)).copied());
-        let found = by_seq.or_else(|| self.find(c.sender, c.text, c.msgid, fits));
+        let found = by_seq.or_else(|| self.find(c.sender, c.text, c.msgid, fit));
         let n = match found {
             Some(n) => n,
             None => self.new_slot(new_id, c.sender, c.text, now, max),
         };
+        if let Some(m) = c.msgid {
+            self.set_msgid(n, m);
+        }
         if let Some(s) = self.slots.get_mut(&n) {
-            if c.msgid.is_some() {
-                s.msgid = c.msgid;
-            }
             s.signed |= c.signed;
             if let (Some(m), None) = (c.sync, s.sync) {
                 s.sync = Some(m);
@@ -212,11 +338,15 @@ impl Engine {
 
     /// A direct copy from the speaker. `new_id` is used if this starts a new message.
     pub fn direct(&mut self, c: Copy<'_>, new_id: MsgId, now: Timestamp, max: usize) -> Outcome {
-        let n = self.slot_for(c, |s| !s.direct, new_id, now, max);
+        let n = self.slot_for(c, Fit::Direct, new_id, now, max);
         let Some(s) = self.slots.get_mut(&n) else {
             return Outcome::Nothing;
         };
         s.direct = true;
+        self.advance(n, None);
+        let Some(s) = self.slots.get_mut(&n) else {
+            return Outcome::Nothing;
+        };
         s.window_end = None;
         let trust = s.trust(0, false);
         let first = s.shown.is_none();
@@ -241,7 +371,7 @@ impl Engine {
         n_others: u32,
     ) -> Outcome {
         let fresh = self.next;
-        let n = self.slot_for(c, |s| !s.claimants.contains(claimant), new_id, now, max);
+        let n = self.slot_for(c, Fit::Claim(claimant), new_id, now, max);
         let Some(s) = self.slots.get_mut(&n) else {
             return Outcome::Nothing;
         };
@@ -249,6 +379,10 @@ impl Engine {
             s.window_end = Some(now + window);
         }
         s.claimants.insert(claimant.clone());
+        self.advance(n, Some(claimant));
+        let Some(s) = self.slots.get_mut(&n) else {
+            return Outcome::Nothing;
+        };
         match s.shown {
             // A valid signature proves the text: no need to wait for more vouchers.
             None if s.signed => {
@@ -282,12 +416,22 @@ impl Engine {
         max: usize,
         n_others: u32,
     ) -> Outcome {
-        let n = self.slot_for(c, |s| !s.direct, new_id, now, max);
+        let n = self.slot_for(c, Fit::Direct, new_id, now, max);
         let Some(s) = self.slots.get_mut(&n) else {
             return Outcome::Nothing;
         };
         s.claimants.extend(holders);
-        s.claimants.remove(c.sender);
+        if s.claimants.remove(c.sender) {
+            // The speaker's own claim was taken back: its skip may no longer hold.
+            let key = (c.sender.clone(), c.text.to_vec());
+            if let Some(same) = self.by_key.get_mut(&key) {
+                same.claimed.remove(c.sender);
+            }
+        }
+        self.advance(n, None);
+        let Some(s) = self.slots.get_mut(&n) else {
+            return Outcome::Nothing;
+        };
         s.window_end = None;
         let trust = s.trust(n_others, unconfirmed && !s.signed);
         match s.shown {
@@ -329,6 +473,10 @@ impl Engine {
             if !s.claimants.insert(voucher.clone()) {
                 continue;
             }
+            self.advance(n, Some(voucher));
+            let Some(s) = self.slots.get_mut(&n) else {
+                continue;
+            };
             let Some(prev) = s.shown else { continue };
             if s.direct {
                 // `(Direct)` does not show its confirmations: count silently.
@@ -390,9 +538,15 @@ impl Engine {
         if let Some(m) = slot.sync {
             self.by_seq.insert((slot.sender.clone(), m.seq), n);
         }
+        let msgid = slot.msgid;
         if let Some(s) = self.slots.get_mut(&n) {
             *s = slot;
+            s.msgid = None;
         }
+        if let Some(m) = msgid {
+            self.set_msgid(n, m);
+        }
+        self.advance(n, None);
     }
 
     /// Adds the sync data of a restored message (by local id).
@@ -401,9 +555,9 @@ impl Engine {
             return;
         };
         s.sync = Some(meta);
-        s.msgid = Some(sync_msgid(&meta));
         let key = (s.sender.clone(), meta.seq);
         self.by_seq.insert(key, n);
+        self.set_msgid(n, sync_msgid(&meta));
     }
 }
 
@@ -572,5 +726,74 @@ mod tests {
         }
         assert_eq!(e.slots.len(), 50);
         assert_eq!(e.by_key.len(), 50);
+    }
+
+    #[test]
+    fn a_text_repeated_thousands_of_times_matches_in_order() {
+        let mut e = Engine::default();
+        let (s, r, t0) = (id("s"), id("r"), Timestamp::from_millis(0));
+        for i in 0..3000u32 {
+            let m = MsgId(u128::from(i).to_be_bytes());
+            assert_eq!(
+                e.direct(cp(&s, b"ok", None), m, t0, 2000),
+                Outcome::Show(m, Trust::Direct { confirmations: 0 })
+            );
+        }
+        // The oldest 1000 were forgotten; r's echoes count for the remaining ones in order.
+        for i in 1000..1010u32 {
+            let m = MsgId(u128::from(i).to_be_bytes());
+            assert_eq!(
+                e.claim(cp(&s, b"ok", None), &r, mid(0), t0, W, 2000, 5),
+                Outcome::Update(m, Trust::Direct { confirmations: 1 })
+            );
+        }
+        assert_eq!(e.by_key.values().map(|x| x.slots.len()).sum::<usize>(), 2000);
+    }
+
+    /// Random direct copies, claims, digests and evictions over few speakers, texts and ids:
+    /// every lookup is checked against a full scan (`find` does so in debug builds).
+    #[test]
+    fn skips_agree_with_a_full_scan() {
+        let ids: Vec<OnionId> = ["s", "t", "p", "q", "r"].iter().map(|x| id(x)).collect();
+        let texts: [&[u8]; 3] = [b"ok", b"hi", b"x"];
+        let t0 = Timestamp::from_millis(0);
+        for seed in 0..20u64 {
+            let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = move |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let mut e = Engine::default();
+            for step in 0..3000u64 {
+                let sender = &ids[next(2) as usize];
+                let text = texts[next(3) as usize];
+                let msgid = (next(3) == 0).then(|| [next(8) as u8; 16]);
+                let c = cp(sender, text, msgid);
+                let m = MsgId(u128::from(step).to_be_bytes());
+                match next(4) {
+                    0 => {
+                        e.direct(c, m, t0, 40);
+                    }
+                    1 | 2 => {
+                        let who = &ids[next(5) as usize];
+                        e.claim(c, who, m, t0, W, 40, 4);
+                    }
+                    _ => {
+                        let holders = vec![ids[next(5) as usize].clone(), sender.clone()];
+                        e.synced(c, holders, false, m, t0, 40, 4);
+                    }
+                }
+                assert!(e.slots.len() <= 40);
+                for same in e.by_key.values() {
+                    for c in [Fit::Direct, Fit::Claim(&ids[2]), Fit::Claim(&ids[3])] {
+                        let k = same.skip(c);
+                        assert!(k <= same.slots.len());
+                        assert!(same.slots.iter().take(k).all(|n| !c.fits(&e.slots[n])));
+                    }
+                }
+            }
+        }
     }
 }

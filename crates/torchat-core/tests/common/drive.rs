@@ -426,7 +426,7 @@ impl Driver {
             11 => n.group_leave(&g, None, now),
             12 => n.group_say(&g, b"hi".to_vec(), now).map(|_| ()),
             13 => n
-                .send_file(&p, b"f.txt".to_vec(), 1 + arg as u64 * 500, now)
+                .send_file(&p, b"f.txt".to_vec(), 1 + arg as u64 * 50, now)
                 .map(|_| ()),
             14 => match self.files.get(arg % self.files.len().max(1)) {
                 Some(f) => n.accept_file(*f, now),
