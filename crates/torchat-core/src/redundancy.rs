@@ -130,6 +130,8 @@ pub(crate) struct Engine {
     by_key: BTreeMap<(OnionId, Vec<u8>), Same>,
     /// Slot numbers of sync messages per (speaker, sequence number).
     by_seq: BTreeMap<(OnionId, u64), u64>,
+    /// Slot numbers by local id (every shown message and trust change looks one up).
+    by_id: BTreeMap<MsgId, BTreeSet<u64>>,
     next: u64,
 }
 
@@ -259,6 +261,7 @@ impl Engine {
             sync: None,
         };
         self.slots.insert(n, slot);
+        self.by_id.entry(id).or_default().insert(n);
         self.by_key
             .entry((sender.clone(), text.to_vec()))
             .or_default()
@@ -272,11 +275,17 @@ impl Engine {
             return;
         };
         let key = (slot.sender.clone(), slot.text.clone());
-        let msgid = slot.msgid;
+        let (msgid, id) = (slot.msgid, slot.id);
         if let Some(m) = slot.sync {
             self.by_seq.remove(&(slot.sender.clone(), m.seq));
         }
         self.slots.remove(&n);
+        if let Some(set) = self.by_id.get_mut(&id) {
+            set.remove(&n);
+            if set.is_empty() {
+                self.by_id.remove(&id);
+            }
+        }
         let Some(same) = self.by_key.get_mut(&key) else {
             return;
         };
@@ -529,7 +538,8 @@ impl Engine {
 
     /// The tracked message with this local id.
     pub fn get(&self, id: MsgId) -> Option<&Slot> {
-        self.slots.values().find(|s| s.id == id)
+        let n = self.by_id.get(&id)?.first()?;
+        self.slots.get(n)
     }
 
     /// Restores a message shown before a restart, so that late copies match it.
@@ -551,7 +561,10 @@ impl Engine {
 
     /// Adds the sync data of a restored message (by local id).
     pub fn restore_sync(&mut self, id: MsgId, meta: SyncMeta) {
-        let Some((&n, s)) = self.slots.iter_mut().find(|(_, s)| s.id == id) else {
+        let Some(n) = self.by_id.get(&id).and_then(|set| set.first()).copied() else {
+            return;
+        };
+        let Some(s) = self.slots.get_mut(&n) else {
             return;
         };
         s.sync = Some(meta);
@@ -726,6 +739,8 @@ mod tests {
         }
         assert_eq!(e.slots.len(), 50);
         assert_eq!(e.by_key.len(), 50);
+        assert_eq!(e.by_id.len(), 1);
+        assert_eq!(e.by_id.values().map(BTreeSet::len).sum::<usize>(), 50);
     }
 
     #[test]
@@ -747,7 +762,10 @@ mod tests {
                 Outcome::Update(m, Trust::Direct { confirmations: 1 })
             );
         }
-        assert_eq!(e.by_key.values().map(|x| x.slots.len()).sum::<usize>(), 2000);
+        assert_eq!(
+            e.by_key.values().map(|x| x.slots.len()).sum::<usize>(),
+            2000
+        );
     }
 
     /// Random direct copies, claims, digests and evictions over few speakers, texts and ids:
@@ -758,7 +776,9 @@ mod tests {
         let texts: [&[u8]; 3] = [b"ok", b"hi", b"x"];
         let t0 = Timestamp::from_millis(0);
         for seed in 0..20u64 {
-            let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut x = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let mut next = move |n: u64| {
                 x ^= x << 13;
                 x ^= x >> 7;
