@@ -57,6 +57,14 @@ fn records(s: &Script) -> Vec<&Record> {
         .collect()
 }
 
+/// Adds `who` as a buddy and completes a session with it: (incoming, outgoing).
+fn buddy_session(s: &mut Script, who: &OnionId) -> (torchat_core::ConnId, torchat_core::ConnId) {
+    let now = s.now;
+    s.node.add_buddy(who.clone(), None, now).unwrap();
+    s.drain();
+    session(s, who)
+}
+
 fn line(p: &Packet) -> Vec<u8> {
     let mut l = p.encode();
     l.pop();
@@ -71,10 +79,7 @@ fn finding_1_an_invite_flood_from_a_stranger_cannot_block_group_chat() {
     let mallory = id("mallory");
     let friend = id("friend");
     let (m_in, _) = session(&mut s, &mallory);
-    let now = s.now;
-    s.node.add_buddy(friend.clone(), None, now).unwrap();
-    s.drain();
-    let (f_in, _) = session(&mut s, &friend);
+    let (f_in, _) = buddy_session(&mut s, &friend);
     // 1000 invites with random group ids.
     feed_all(
         &mut s,
@@ -119,10 +124,7 @@ fn pending_invites_are_capped_in_total_expire_and_never_push_out_a_buddys() {
     node.start(Timestamp::from_millis(T0));
     let mut s = Script::with_node(node);
     let friend = id("friend");
-    let now = s.now;
-    s.node.add_buddy(friend.clone(), None, now).unwrap();
-    s.drain();
-    let (f_in, _) = session(&mut s, &friend);
+    let (f_in, _) = buddy_session(&mut s, &friend);
     s.feed(
         f_in,
         &line(&Packet::GroupInvite {
@@ -250,10 +252,7 @@ fn a_buddy_over_the_chat_rate_has_the_excess_dropped_then_recovers() {
     node.start(Timestamp::from_millis(T0));
     let mut s = Script::with_node(node);
     let bob = id("bob");
-    let now = s.now;
-    s.node.add_buddy(bob.clone(), None, now).unwrap();
-    s.drain();
-    let (inc, _) = session(&mut s, &bob);
+    let (inc, _) = buddy_session(&mut s, &bob);
     feed_all(
         &mut s,
         inc,
@@ -279,10 +278,7 @@ fn a_buddy_at_the_default_limits_loses_nothing_of_a_large_burst() {
     // buddies is a ceiling far above that (strangers keep a low one).
     let mut s = Script::new("us");
     let bob = id("bob");
-    let now = s.now;
-    s.node.add_buddy(bob.clone(), None, now).unwrap();
-    s.drain();
-    let (inc, _) = session(&mut s, &bob);
+    let (inc, _) = buddy_session(&mut s, &bob);
     feed_all(
         &mut s,
         inc,
@@ -519,10 +515,7 @@ fn finding_6_send_to_our_own_id_says_own_id() {
 fn finding_6_a_file_offer_flood_makes_a_bounded_number_of_events() {
     let mut s = Script::new("us");
     let bob = id("bob");
-    let now = s.now;
-    s.node.add_buddy(bob.clone(), None, now).unwrap();
-    s.drain();
-    let (_, out) = session(&mut s, &bob);
+    let (_, out) = buddy_session(&mut s, &bob);
     // 2,000 offers: too big, and too many.
     let huge = format!("{}", 1u64 << 40);
     let mut data = Vec::new();
@@ -559,10 +552,7 @@ fn legacy_peers_still_get_delayed_messages_as_text() {
 fn a_delayed_message_from_a_torchat_peer_keeps_its_time_within_bounds() {
     let mut s = Script::new("us");
     let bob = id("bob");
-    let now = s.now;
-    s.node.add_buddy(bob.clone(), None, now).unwrap();
-    s.drain();
-    let (inc, _) = session(&mut s, &bob);
+    let (inc, _) = buddy_session(&mut s, &bob);
     let earlier = T0 - 3_600_000;
     s.feed(
         inc,
