@@ -140,9 +140,12 @@ pub struct Config {
     /// Group history kept (and served for catch-up) this long; the shell prunes older group
     /// messages from storage. `None`: kept for ever.
     pub group_history_retention: Option<Duration>,
-    /// 1:1 with `torchat_sync` peers: messages sent and not yet acknowledged, per buddy,
-    /// retransmitted when it comes back (older ones stay `sent`).
+    /// 1:1 with `torchat_sync` peers: messages written and not yet acknowledged, per buddy
+    /// (the send window), retransmitted when it comes back. More wait in the queue until
+    /// acknowledgements make room.
     pub max_unacked_per_buddy: usize,
+    /// The same window in bytes of text.
+    pub max_unacked_bytes_per_buddy: usize,
     /// 1:1 with `torchat_sync` peers: ids of received messages remembered per buddy, so a
     /// retransmission is not shown twice.
     pub max_received_ids_per_buddy: usize,
@@ -210,6 +213,7 @@ impl Config {
             sync_max_gaps: 64,
             group_history_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             max_unacked_per_buddy: 4096,
+            max_unacked_bytes_per_buddy: 8 * 1024 * 1024,
             max_received_ids_per_buddy: 4096,
             files: crate::file::FileConfig::default(),
             guard: crate::quota::GuardConfig::default(),

@@ -29,13 +29,61 @@ struct Unacked {
 /// Per-buddy state of acknowledged 1:1 delivery.
 #[derive(Debug, Default)]
 pub(crate) struct DirectSync {
+    /// Written and not acknowledged, oldest first: the send window.
     unacked: VecDeque<Unacked>,
+    unacked_ids: BTreeSet<MsgId>,
+    unacked_bytes: usize,
     received: VecDeque<MsgId>,
     received_set: BTreeSet<MsgId>,
+    /// Acknowledgements not written yet (each id once).
     acks: Vec<[u8; 16]>,
+    ack_set: BTreeSet<[u8; 16]>,
     ack_due: Option<Timestamp>,
     /// When queued messages were written (they keep that time when they go out).
     queued_at: BTreeMap<MsgId, Timestamp>,
+}
+
+impl DirectSync {
+    /// Tracks a written message (once). Beyond `max` the oldest is forgotten (stays `sent`);
+    /// the window check before writing keeps that from happening.
+    fn track(&mut self, u: Unacked, max: usize) {
+        if !self.unacked_ids.insert(u.id) {
+            return;
+        }
+        self.unacked_bytes += u.text.len();
+        self.unacked.push_back(u);
+        while self.unacked.len() > max {
+            if let Some(old) = self.unacked.pop_front() {
+                self.unacked_ids.remove(&old.id);
+                self.unacked_bytes -= old.text.len();
+            }
+        }
+    }
+
+    fn take_unacked(&mut self) -> Vec<Unacked> {
+        self.unacked_ids.clear();
+        self.unacked_bytes = 0;
+        self.unacked.drain(..).collect()
+    }
+
+    /// An acknowledgement: whether `id` was waiting for it.
+    fn acked(&mut self, id: MsgId) -> bool {
+        if !self.unacked_ids.remove(&id) {
+            return false;
+        }
+        // Acknowledgements come in the order of sending: the id is at the front.
+        if let Some(i) = self.unacked.iter().position(|u| u.id == id) {
+            if let Some(u) = self.unacked.remove(i) {
+                self.unacked_bytes -= u.text.len();
+            }
+        }
+        true
+    }
+
+    fn take_acks(&mut self) -> Vec<[u8; 16]> {
+        self.ack_set.clear();
+        std::mem::take(&mut self.acks)
+    }
 }
 
 /// Our local id of a message a buddy sent with id `wire`: derived, so that a retransmission
@@ -78,13 +126,7 @@ impl Node {
                 },
             );
             let max = self.cfg.max_unacked_per_buddy.max(1);
-            let d = self.dsync(to);
-            if !d.unacked.iter().any(|u| u.id == id) {
-                d.unacked.push_back(Unacked { id, text, at });
-            }
-            while d.unacked.len() > max {
-                d.unacked.pop_front(); // stays `sent`
-            }
+            self.dsync(to).track(Unacked { id, text, at }, max);
             return;
         }
         let text = if delayed {
@@ -95,6 +137,20 @@ impl Node {
             text
         };
         self.send(out, &Packet::Message(text));
+    }
+
+    /// Whether a 1:1 message to `to` may be written now: always to a legacy peer; to a sync
+    /// peer while its unacknowledged messages are within the window (count and bytes). A
+    /// message that does not fit waits in the queue (`queued`) until acknowledgements make
+    /// room, so that every message written stays tracked until it is acknowledged.
+    pub(crate) fn direct_window_open(&self, to: &OnionId) -> bool {
+        if !self.is_sync_peer(to) {
+            return true;
+        }
+        self.dsync.get(to).is_none_or(|d| {
+            d.unacked.len() < self.cfg.max_unacked_per_buddy.max(1)
+                && d.unacked_bytes < self.cfg.max_unacked_bytes_per_buddy
+        })
     }
 
     /// Remembers when a queued message was written.
@@ -126,7 +182,7 @@ impl Node {
     /// what it has); for a legacy peer `sent` is final and nothing is resent.
     pub(crate) fn retransmit_unacked(&mut self, id: &OnionId, out: ConnId) {
         let pending: Vec<Unacked> = match self.dsync.get_mut(id) {
-            Some(d) => d.unacked.drain(..).collect(),
+            Some(d) => d.take_unacked(),
             None => return,
         };
         if !self.is_sync_peer(id) {
@@ -184,12 +240,32 @@ impl Node {
             });
             self.note_received(from, id);
         }
-        // Acknowledged after it is stored (the shell persists before it writes).
+        // Acknowledged after it is stored (the shell persists before it writes): batched,
+        // but a full line goes at once (a burst is not held back by the batch timer).
         let d = self.dsync(from);
-        if !d.acks.contains(&wire) {
+        if d.ack_set.insert(wire) {
             d.acks.push(wire);
         }
         d.ack_due.get_or_insert(now + delay);
+        if d.acks.len() >= ACKS_PER_LINE {
+            self.send_acks(from);
+        }
+    }
+
+    /// Writes the pending acknowledgements to `id` (if it is online; if not, the sender
+    /// retransmits when it is back, and we acknowledge then).
+    fn send_acks(&mut self, id: &OnionId) {
+        let acks = {
+            let d = self.dsync(id);
+            d.ack_due = None;
+            d.take_acks()
+        };
+        let Some(out) = self.ready_out(id) else {
+            return;
+        };
+        for chunk in acks.chunks(ACKS_PER_LINE) {
+            self.send(out, &Packet::SyncAck(chunk.to_vec()));
+        }
     }
 
     /// Remembers that the message with local id `id` from `from` is stored (a retransmission
@@ -207,17 +283,16 @@ impl Node {
     }
 
     /// `sync_ack` from a buddy: those messages are stored there.
-    pub(crate) fn on_sync_ack(&mut self, from: &OnionId, ids: Vec<[u8; 16]>) {
+    pub(crate) fn on_sync_ack(&mut self, from: &OnionId, ids: Vec<[u8; 16]>, now: Timestamp) {
         let Some(d) = self.dsync.get_mut(from) else {
             return;
         };
-        let mut done = Vec::new();
-        for w in ids {
-            if let Some(i) = d.unacked.iter().position(|u| u.id.0 == w) {
-                d.unacked.remove(i);
-                done.push(MsgId(w));
-            }
-        }
+        let done: Vec<MsgId> = ids
+            .into_iter()
+            .map(MsgId)
+            .filter(|id| d.acked(*id))
+            .collect();
+        let room = !done.is_empty();
         for id in done {
             self.persist(Record::MessageDelivery {
                 id,
@@ -228,6 +303,12 @@ impl Node {
                 to: from.clone(),
                 state: Delivery::Delivered,
             });
+        }
+        // The window moved: messages waiting for room go out.
+        if room {
+            if let Some(out) = self.ready_out(from) {
+                self.send_from_queue(from, out, now);
+            }
         }
     }
 
@@ -243,18 +324,7 @@ impl Node {
             .map(|(k, _)| k.clone())
             .collect();
         for id in due {
-            let acks = {
-                let d = self.dsync(&id);
-                d.ack_due = None;
-                std::mem::take(&mut d.acks)
-            };
-            // Not online: the sender retransmits when it is back, and we acknowledge then.
-            let Some(out) = self.ready_out(&id) else {
-                continue;
-            };
-            for chunk in acks.chunks(ACKS_PER_LINE) {
-                self.send(out, &Packet::SyncAck(chunk.to_vec()));
-            }
+            self.send_acks(&id);
         }
         // Buddies with nothing pending are forgotten.
         self.dsync.retain(|_, d| {
@@ -275,11 +345,7 @@ impl Node {
     /// again when the buddy comes back, if the buddy speaks `torchat_sync`.
     pub fn restore_unacked(&mut self, id: MsgId, to: OnionId, text: Vec<u8>, at: Timestamp) {
         let max = self.cfg.max_unacked_per_buddy.max(1);
-        let d = self.dsync(&to);
-        d.unacked.push_back(Unacked { id, text, at });
-        while d.unacked.len() > max {
-            d.unacked.pop_front();
-        }
+        self.dsync(&to).track(Unacked { id, text, at }, max);
     }
 
     /// Restores the local id of a 1:1 message received before (before `start`), so that a

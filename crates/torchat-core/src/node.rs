@@ -556,7 +556,17 @@ impl Node {
             BuddyKind::Temporary if b.pinned && !b.online => return Err(CommandError::NotABuddy),
             _ => {}
         }
-        let online_out = if b.online { self.ready_out(to) } else { None };
+        // Online, nothing waiting before it, and room in the window (direct_sync.rs): written
+        // now; else it waits in the queue.
+        let in_order = b.queue.is_empty();
+        let online_out = if b.online && in_order && self.direct_window_open(to) {
+            self.ready_out(to)
+        } else {
+            None
+        };
+        let Some(b) = self.buddies.get(to) else {
+            return Err(CommandError::NotABuddy);
+        };
         if online_out.is_none() && b.queue.len() >= max_q {
             return Err(CommandError::QueueFull);
         }

@@ -37,7 +37,7 @@ impl Node {
                 time,
                 text,
             } => self.on_sync_message(id, wire, time, text, now),
-            Packet::SyncAck(ids) => self.on_sync_ack(id, ids),
+            Packet::SyncAck(ids) => self.on_sync_ack(id, ids, now),
             Packet::Disconnect(_) => self.disconnect_and_retry(id, now),
             // Accepted and ignored: avatars, typing notifications, latency probes, broadcasts,
             // replies to our unknown commands, file control for transfers we never started.
@@ -142,19 +142,30 @@ impl Node {
         }
     }
 
-    /// Sends every queued 1:1 message, each exactly once, as `[delayed] <text>` (to a
-    /// `torchat_sync` peer: what it did not acknowledge yet, then the queue, with ids and
-    /// original times).
+    /// Sends the queued 1:1 messages, each exactly once, as `[delayed] <text>` (to a
+    /// `torchat_sync` peer: what it did not acknowledge yet, then the queue as far as the
+    /// window allows, with ids and original times).
     fn flush_queue(&mut self, id: &OnionId, now: Timestamp) {
         let Some(out) = self.ready_out(id) else {
             return;
         };
         self.retransmit_unacked(id, out);
-        let Some(b) = self.buddies.get_mut(id) else {
-            return;
-        };
-        let queued: Vec<_> = b.queue.drain(..).collect();
-        for q in queued {
+        self.send_from_queue(id, out, now);
+    }
+
+    /// Sends queued 1:1 messages on `out`, oldest first: all of them to a legacy peer, as
+    /// many as its window takes to a `torchat_sync` peer (the rest go as acknowledgements
+    /// come in).
+    pub(crate) fn send_from_queue(
+        &mut self,
+        id: &OnionId,
+        out: crate::types::ConnId,
+        now: Timestamp,
+    ) {
+        while self.direct_window_open(id) {
+            let Some(q) = self.buddies.get_mut(id).and_then(|b| b.queue.pop_front()) else {
+                return;
+            };
             if self.is_sync_peer(id) {
                 // `sync_message` with its id and original time, tracked until acknowledged.
                 self.send_queued(out, id, q.id, q.text, q.at, now);

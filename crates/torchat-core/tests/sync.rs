@@ -605,6 +605,72 @@ fn one_to_one_retransmits_until_acknowledged_and_the_receiver_drops_copies() {
     }
 }
 
+/// Alice and Bob, buddies of each other, both speaking torchat_sync, online.
+fn sync_pair() -> (Net, OnionId) {
+    let mut net = Net::new(vec![node("alice", 1), node("bob", 2)]);
+    let (a, b) = (net.id(0), net.id(1));
+    let now = net.now;
+    net.peers[0].node.add_buddy(b.clone(), None, now).unwrap();
+    net.peers[1].node.add_buddy(a, None, now).unwrap();
+    net.peers[0].node.start(now);
+    net.peers[1].node.start(now);
+    net.run();
+    (net, b)
+}
+
+fn delivered_count(net: &Net, i: usize) -> usize {
+    net.events(i)
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Delivery {
+                    state: Delivery::Delivered,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn one_to_one_acknowledgements_go_out_as_soon_as_a_line_is_full() {
+    let (mut net, b) = sync_pair();
+    let now = net.now;
+    for i in 0..1000 {
+        let text = format!("m{i}").into_bytes();
+        net.peers[0].node.send_message(&b, text, now).unwrap();
+    }
+    // No time passes: full lines of acknowledgements (256 ids) do not wait for the batch timer.
+    net.run();
+    assert_eq!(net.texts_received(1).len(), 1000);
+    assert_eq!(delivered_count(&net, 0), 768);
+    net.advance(secs(1));
+    assert_eq!(delivered_count(&net, 0), 1000);
+}
+
+#[test]
+fn one_to_one_a_burst_larger_than_a_few_thousand_is_all_shown_delivered() {
+    // A bot or a pasted log: 5000 messages written before the first acknowledgement comes
+    // back, on a link that loses them. Each one must arrive and end up `delivered`; none may
+    // be left `sent` for ever (the window takes 4096, the rest wait in the queue).
+    let (mut net, b) = sync_pair();
+    let now = net.now;
+    net.blackhole.insert((0, 1));
+    let ids: Vec<MsgId> = (0..5000)
+        .map(|i| {
+            let text = format!("m{i}").into_bytes();
+            net.peers[0].node.send_message(&b, text, now).unwrap()
+        })
+        .collect();
+    net.run();
+    net.blackhole.remove(&(0, 1));
+    net.cut(0, 1);
+    net.advance(secs(120));
+    assert_eq!(net.texts_received(1).len(), 5000);
+    assert_eq!(delivered_count(&net, 0), ids.len());
+}
+
 /// A member invited later does not get what was said before it joined, but does get what was
 /// said after, while it was away — pulled newest first until the join shows.
 #[test]
