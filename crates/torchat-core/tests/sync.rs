@@ -605,9 +605,14 @@ fn one_to_one_retransmits_until_acknowledged_and_the_receiver_drops_copies() {
     }
 }
 
-/// Alice and Bob, buddies of each other, both speaking torchat_sync, online.
-fn sync_pair() -> (Net, OnionId) {
-    let mut net = Net::new(vec![node("alice", 1), node("bob", 2)]);
+/// Alice (with a send window of `window` messages) and Bob, buddies of each other, both
+/// speaking torchat_sync, online.
+fn sync_pair(window: usize) -> (Net, OnionId) {
+    let mut cfg = torchat_core::Config::new(common::id("alice"));
+    cfg.max_unacked_per_buddy = window;
+    let rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
+    let alice = Node::new(cfg, Box::new(rng));
+    let mut net = Net::new(vec![alice, node("bob", 2)]);
     let (a, b) = (net.id(0), net.id(1));
     let now = net.now;
     net.peers[0].node.add_buddy(b.clone(), None, now).unwrap();
@@ -635,7 +640,7 @@ fn delivered_count(net: &Net, i: usize) -> usize {
 
 #[test]
 fn one_to_one_acknowledgements_go_out_as_soon_as_a_line_is_full() {
-    let (mut net, b) = sync_pair();
+    let (mut net, b) = sync_pair(65_536);
     let now = net.now;
     for i in 0..1000 {
         let text = format!("m{i}").into_bytes();
@@ -651,23 +656,42 @@ fn one_to_one_acknowledgements_go_out_as_soon_as_a_line_is_full() {
 
 #[test]
 fn one_to_one_a_burst_larger_than_a_few_thousand_is_all_shown_delivered() {
-    // A bot or a pasted log: 5000 messages written before the first acknowledgement comes
+    // A bot or a pasted log: 1500 messages written before the first acknowledgement comes
     // back, on a link that loses them. Each one must arrive and end up `delivered`; none may
-    // be left `sent` for ever (the window takes 4096, the rest wait in the queue).
-    let (mut net, b) = sync_pair();
+    // be left `sent` for ever (the window takes 1000 here, the rest wait in the queue).
+    let (mut net, b) = sync_pair(1000);
     let now = net.now;
     net.blackhole.insert((0, 1));
-    let ids: Vec<MsgId> = (0..5000)
+    let ids: Vec<MsgId> = (0..1500)
         .map(|i| {
             let text = format!("m{i}").into_bytes();
             net.peers[0].node.send_message(&b, text, now).unwrap()
         })
         .collect();
     net.run();
+    let queued = |net: &Net| {
+        net.events(0)
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Delivery {
+                        state: Delivery::Queued,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(
+        queued(&net),
+        500,
+        "what does not fit in the window waits, shown queued"
+    );
     net.blackhole.remove(&(0, 1));
     net.cut(0, 1);
     net.advance(secs(120));
-    assert_eq!(net.texts_received(1).len(), 5000);
+    assert_eq!(net.texts_received(1).len(), 1500);
     assert_eq!(delivered_count(&net, 0), ids.len());
 }
 

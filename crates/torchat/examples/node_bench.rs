@@ -713,6 +713,32 @@ fn count_history(api: &mut Api, with: &str) -> usize {
     }
 }
 
+/// Outgoing messages in the conversation with `with` shown `delivered` (acknowledged).
+fn count_delivered(api: &mut Api, with: &str) -> usize {
+    let mut before: Option<u64> = None;
+    let mut total = 0;
+    loop {
+        let mut q = json!({"cmd": "history", "with": with, "limit": 1000});
+        if let Some(b) = before {
+            q["before"] = json!(b);
+        }
+        let page = api.call(q);
+        let page = page.as_array().unwrap();
+        total += page
+            .iter()
+            .filter(|m| {
+                m["delivery"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("delivered"))
+            })
+            .count();
+        if page.len() < 1000 {
+            return total;
+        }
+        before = page[0]["row"].as_u64();
+    }
+}
+
 fn one_to_one(o: &Opts, socks: bool) {
     for &n in &o.counts {
         let root = tempfile::tempdir().unwrap();
@@ -838,6 +864,18 @@ fn one_to_one(o: &Opts, socks: bool) {
             cpu_me.as_secs_f64() * 1e6 / n as f64
         );
         println!("  RSS loaded: alice {}, bob {}", rss_loaded.0, rss_loaded.1);
+        // Every message should come to show `delivered` at alice (bob acknowledges, 1:1
+        // extension torchat_sync); a message left `sent` for good would be a lost ack.
+        let t1 = Instant::now();
+        let mut shown = count_delivered(&mut aa, &b);
+        while shown < n && t1.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(200));
+            shown = count_delivered(&mut aa, &b);
+        }
+        println!(
+            "  shown delivered at alice: {shown} of {n} ({:.1} s after the measurement ended)",
+            t1.elapsed().as_secs_f64()
+        );
         std::thread::sleep(Duration::from_secs(5));
         println!(
             "  RSS 5 s later: alice {}, bob {}",

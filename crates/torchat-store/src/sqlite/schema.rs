@@ -188,6 +188,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         exts TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 6 -> 7: the time index serves only the pruning of old group messages; 1:1 messages
+    // (most inserts) no longer pay for it.
+    "
+    DROP INDEX messages_by_time;
+    CREATE INDEX messages_group_by_time ON messages (ts) WHERE conv_kind = 'group';
+    ",
 ];
 
 /// The schema version this code writes.

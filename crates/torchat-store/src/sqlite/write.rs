@@ -322,7 +322,10 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
             let before = to_sql_time(*before);
             // The newest row stays, so that row numbers are never reused (SQLite gives a new
             // row the largest one + 1).
-            let old = "SELECT msg_id FROM messages WHERE conv_kind = 'group' AND ts < ?1
+            // `INDEXED BY`: without statistics SQLite would walk every group message through
+            // the conversation index instead of the old ones through the time index.
+            let old = "SELECT msg_id FROM messages INDEXED BY messages_group_by_time
+                       WHERE conv_kind = 'group' AND ts < ?1
                        AND seq < (SELECT max(seq) FROM messages)";
             run(
                 tx,
@@ -336,7 +339,8 @@ pub(super) fn exec(tx: &Transaction<'_>, op: &Op) -> Result<u64> {
             )?;
             run(
                 tx,
-                "DELETE FROM messages WHERE conv_kind = 'group' AND ts < ?1
+                "DELETE FROM messages INDEXED BY messages_group_by_time
+                 WHERE conv_kind = 'group' AND ts < ?1
                  AND seq < (SELECT max(seq) FROM messages)",
                 [before],
             )
