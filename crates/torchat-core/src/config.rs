@@ -147,7 +147,8 @@ pub struct Config {
     /// The same window in bytes of text.
     pub max_unacked_bytes_per_buddy: usize,
     /// 1:1 with `torchat_sync` peers: ids of received messages remembered per buddy, so a
-    /// retransmission is not shown twice.
+    /// retransmission is not shown twice. At least the send window: a whole window sent
+    /// again must be recognised (fewer would forget the oldest while reading the copies).
     pub max_received_ids_per_buddy: usize,
     /// File transfer limits and timings.
     pub files: crate::file::FileConfig,
@@ -214,7 +215,7 @@ impl Config {
             group_history_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             max_unacked_per_buddy: 65_536,
             max_unacked_bytes_per_buddy: 16 * 1024 * 1024,
-            max_received_ids_per_buddy: 4096,
+            max_received_ids_per_buddy: 65_536,
             files: crate::file::FileConfig::default(),
             guard: crate::quota::GuardConfig::default(),
         }

@@ -695,6 +695,38 @@ fn one_to_one_a_burst_larger_than_a_few_thousand_is_all_shown_delivered() {
     assert_eq!(delivered_count(&net, 0), ids.len());
 }
 
+#[test]
+fn one_to_one_a_whole_window_retransmitted_is_shown_once() {
+    // Bob stored 6000 messages but the acknowledgements were lost: Alice sends the whole
+    // window again when he is back. None of them may show up twice.
+    let mut s = common::script::Script::new("bob");
+    let alice = common::id("alice");
+    let now = s.now;
+    s.node.add_buddy(alice.clone(), None, now).unwrap();
+    s.drain();
+    let (inc, _) = common::script::session(&mut s, &alice);
+    let mut burst = Vec::new();
+    for i in 0..6000u32 {
+        let p = Packet::SyncMessage {
+            id: u128::from(i).to_be_bytes(),
+            time: 1_700_000_000_000,
+            text: format!("m{i}").into_bytes(),
+        };
+        burst.extend_from_slice(&p.encode());
+    }
+    for _ in 0..2 {
+        let now = s.now;
+        s.node.handle_data(inc, &burst, now);
+        s.drain();
+    }
+    let shown = s
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::MessageReceived { .. }))
+        .count();
+    assert_eq!(shown, 6000);
+}
+
 /// A member invited later does not get what was said before it joined, but does get what was
 /// said after, while it was away — pulled newest first until the join shows.
 #[test]
