@@ -567,14 +567,8 @@ fn member_list_divergence_is_noticed_from_group_traffic() {
 
 #[test]
 fn one_to_one_retransmits_until_acknowledged_and_the_receiver_drops_copies() {
-    let mut net = Net::new(vec![node("alice", 1), node("bob", 2)]);
-    let (a, b) = (net.id(0), net.id(1));
-    let now = net.now;
-    net.peers[0].node.add_buddy(b.clone(), None, now).unwrap();
-    net.peers[1].node.add_buddy(a, None, now).unwrap();
-    net.peers[0].node.start(now);
-    net.peers[1].node.start(now);
-    net.run();
+    let (mut net, b) =
+        sync_pair(torchat_core::Config::new(common::id("alice")).max_unacked_per_buddy);
     // Lost on the way: written, never delivered.
     net.blackhole.insert((0, 1));
     let now = net.now;

@@ -695,7 +695,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Counts the stored messages of a conversation by paging through it.
-fn count_history(api: &mut Api, with: &str) -> usize {
+/// Messages in the conversation with `with` for which `keep` holds, paging through the API.
+fn count_history_where(api: &mut Api, with: &str, keep: impl Fn(&Value) -> bool) -> usize {
     let mut before: Option<u64> = None;
     let mut total = 0;
     loop {
@@ -705,7 +706,7 @@ fn count_history(api: &mut Api, with: &str) -> usize {
         }
         let page = api.call(q);
         let page = page.as_array().unwrap();
-        total += page.len();
+        total += page.iter().filter(|m| keep(m)).count();
         if page.len() < 1000 {
             return total;
         }
@@ -713,30 +714,17 @@ fn count_history(api: &mut Api, with: &str) -> usize {
     }
 }
 
+fn count_history(api: &mut Api, with: &str) -> usize {
+    count_history_where(api, with, |_| true)
+}
+
 /// Outgoing messages in the conversation with `with` shown `delivered` (acknowledged).
 fn count_delivered(api: &mut Api, with: &str) -> usize {
-    let mut before: Option<u64> = None;
-    let mut total = 0;
-    loop {
-        let mut q = json!({"cmd": "history", "with": with, "limit": 1000});
-        if let Some(b) = before {
-            q["before"] = json!(b);
-        }
-        let page = api.call(q);
-        let page = page.as_array().unwrap();
-        total += page
-            .iter()
-            .filter(|m| {
-                m["delivery"]
-                    .as_str()
-                    .is_some_and(|d| d.starts_with("delivered"))
-            })
-            .count();
-        if page.len() < 1000 {
-            return total;
-        }
-        before = page[0]["row"].as_u64();
-    }
+    count_history_where(api, with, |m| {
+        m["delivery"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("delivered"))
+    })
 }
 
 fn one_to_one(o: &Opts, socks: bool) {
